@@ -1,0 +1,185 @@
+//! `command`: runs any program with declared inputs and outputs, cached like every
+//! other stage (what DVC and Snakemake stages do).
+//!
+//! `cmd` runs under `sh -c` in the fresh output directory. Every other scalar
+//! parameter is substituted for `{name}` in `cmd` and exported as
+//! `SCALEPIPE_PARAM_<NAME>`. `SCALEPIPE_OUT` is the output directory and
+//! `SCALEPIPE_INPUTS` a JSON file listing the input instances. `deps` lists files
+//! whose content enters the fingerprint; `threads` declares how many cores the
+//! program keeps busy.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::{ConfigureContext, Kind, ParamError, Resources, Stage, StageContext, StageError};
+
+pub const KIND: Kind = Kind {
+    name: "command",
+    version: 1,
+    takes_seed: false,
+    configure,
+};
+
+/// A configured command stage.
+#[derive(Debug)]
+pub struct CommandStage {
+    cmd: String,
+    deps: Vec<PathBuf>,
+    threads: usize,
+    env: Vec<(String, String)>,
+}
+
+fn configure(
+    params: &toml::Table,
+    cx: &ConfigureContext,
+) -> Result<Box<dyn Stage>, ParamError> {
+    let mut cmd = None;
+    let mut deps = Vec::new();
+    let mut threads = 1;
+    let mut values = Vec::new();
+    for (key, value) in params {
+        match key.as_str() {
+            "cmd" => match value {
+                toml::Value::String(s) if !s.trim().is_empty() => cmd = Some(s.clone()),
+                _ => return Err(ParamError::at("cmd", "expected a non-empty string")),
+            },
+            "deps" => {
+                let list = value
+                    .as_array()
+                    .ok_or_else(|| ParamError::at("deps", "expected a list of file paths"))?;
+                for item in list {
+                    let path = item.as_str().ok_or_else(|| {
+                        ParamError::at("deps", "expected a list of file paths (strings)")
+                    })?;
+                    deps.push(cx.resolve(path));
+                }
+            }
+            "threads" => {
+                threads = value
+                    .as_integer()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| ParamError::at("threads", "expected an integer >= 1"))?
+                    as usize;
+            }
+            _ => {
+                let text = scalar_text(value).ok_or_else(|| {
+                    ParamError::at(
+                        key.as_str(),
+                        "expected a string, number or boolean (command parameters are substituted into `cmd`)",
+                    )
+                })?;
+                values.push((key.clone(), text));
+            }
+        }
+    }
+    let mut cmd = cmd.ok_or_else(|| ParamError::new("missing parameter `cmd` (the shell command to run)"))?;
+    for (key, text) in &values {
+        cmd = cmd.replace(&format!("{{{key}}}"), text);
+    }
+    let env = values
+        .into_iter()
+        .map(|(k, v)| (format!("SCALEPIPE_PARAM_{}", k.to_uppercase()), v))
+        .collect();
+    Ok(Box::new(CommandStage {
+        cmd,
+        deps,
+        threads,
+        env,
+    }))
+}
+
+/// Text of a scalar parameter as substituted into the command.
+fn scalar_text(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+impl Stage for CommandStage {
+    fn files(&self) -> Vec<PathBuf> {
+        self.deps.clone()
+    }
+
+    fn resources(&self) -> Resources {
+        Resources {
+            threads: self.threads,
+            gpu: false,
+        }
+    }
+
+    fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
+        let out = ctx.out_dir();
+        // The inputs list lives beside the outputs, not among them.
+        let inputs_path = out
+            .parent()
+            .unwrap_or(out)
+            .join("inputs.json");
+        let inputs = serde_json::to_vec_pretty(ctx.inputs())
+            .map_err(|e| StageError::msg(format!("cannot encode inputs: {e}")))?;
+        std::fs::write(&inputs_path, inputs).map_err(|e| StageError::io(&inputs_path, e))?;
+
+        let log_path = out.parent().unwrap_or(out).join("command.log");
+        let log = File::create(&log_path).map_err(|e| StageError::io(&log_path, e))?;
+        let log_err = log.try_clone().map_err(|e| StageError::io(&log_path, e))?;
+
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(&self.cmd)
+            .current_dir(out)
+            .env("SCALEPIPE_OUT", out)
+            .env("SCALEPIPE_INPUTS", &inputs_path)
+            .env("SCALEPIPE_ID", ctx.id())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .map_err(|e| StageError::msg(format!("cannot start `sh -c {}`: {e}", self.cmd)))?;
+        ctx.log(&format!("$ {}", self.cmd));
+
+        // Poll with a growing pause: short commands finish with little latency,
+        // long ones cost almost nothing to watch.
+        let mut pause = Duration::from_micros(100);
+        let status = loop {
+            if let Some(status) = child
+                .try_wait()
+                .map_err(|e| StageError::msg(format!("waiting for command: {e}")))?
+            {
+                break status;
+            }
+            if ctx.cancelled() {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(StageError::Cancelled);
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        };
+        let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+        for line in output.lines() {
+            ctx.log(line);
+        }
+        if status.success() {
+            Ok(())
+        } else {
+            let tail: Vec<&str> = output.lines().rev().take(10).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            Err(StageError::msg(format!(
+                "command `{}` exited with {}{}",
+                self.cmd,
+                status,
+                if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!("\n{}", tail.join("\n"))
+                }
+            )))
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The context a running stage sees: where to write, what its inputs are, how to
+//! report progress and whether the run has been interrupted.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+/// One committed output of an upstream stage instance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InputRef {
+    /// Stage name in the pipeline file (`train`).
+    pub stage: String,
+    /// Instance id (`train[width=64]`).
+    pub id: String,
+    /// Stage kind (`train`, `dataset.teacher`).
+    pub kind: String,
+    /// Resolved parameters of that instance.
+    pub params: toml::Table,
+    /// Directory holding the instance's outputs (read-only).
+    pub dir: PathBuf,
+    /// The instance's fingerprint.
+    pub fingerprint: String,
+}
+
+/// Progress callback: `(position, length, message)`.
+pub type ProgressFn<'a> = dyn Fn(u64, u64, &str) + Send + Sync + 'a;
+
+/// Everything a stage may use while it runs.
+pub struct StageContext<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) out_dir: &'a Path,
+    pub(crate) inputs: &'a [InputRef],
+    pub(crate) params: &'a toml::Table,
+    pub(crate) threads: usize,
+    pub(crate) cancel: &'a AtomicBool,
+    pub(crate) progress: &'a ProgressFn<'a>,
+    pub(crate) log: Mutex<Option<File>>,
+}
+
+impl<'a> StageContext<'a> {
+    /// Builds a context; the engine does this, and tests of single stages may too.
+    pub fn new(
+        id: &'a str,
+        out_dir: &'a Path,
+        inputs: &'a [InputRef],
+        params: &'a toml::Table,
+        threads: usize,
+        cancel: &'a AtomicBool,
+        progress: &'a ProgressFn<'a>,
+        log: Option<File>,
+    ) -> Self {
+        StageContext {
+            id,
+            out_dir,
+            inputs,
+            params,
+            threads,
+            cancel,
+            progress,
+            log: Mutex::new(log),
+        }
+    }
+
+    /// The instance id, e.g. `train[width=64]`.
+    pub fn id(&self) -> &str {
+        self.id
+    }
+
+    /// Fresh, empty directory the stage writes its outputs into.
+    pub fn out_dir(&self) -> &Path {
+        self.out_dir
+    }
+
+    /// Upstream instances, in the order the stage lists its inputs (all instances
+    /// of a swept input, in sweep order).
+    pub fn inputs(&self) -> &[InputRef] {
+        self.inputs
+    }
+
+    /// Resolved parameters of this instance.
+    pub fn params(&self) -> &toml::Table {
+        self.params
+    }
+
+    /// Threads the scheduler granted this stage.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// True once the user interrupted the run; long loops should check it and
+    /// return [`super::StageError::Cancelled`].
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    /// Reports progress of long work (shown as a progress bar).
+    pub fn progress(&self, pos: u64, len: u64, message: &str) {
+        (self.progress)(pos, len, message);
+    }
+
+    /// Appends a line to the stage's log, kept with its cache entry.
+    pub fn log(&self, line: &str) {
+        if let Ok(mut guard) = self.log.lock() {
+            if let Some(file) = guard.as_mut() {
+                let _ = writeln!(file, "{line}");
+            }
+        }
+    }
+}
