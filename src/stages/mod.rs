@@ -7,6 +7,7 @@
 //! pipeline file is an error rather than a silently ignored key.
 
 pub mod command;
+pub mod dataset;
 mod context;
 
 pub use context::{InputRef, StageContext};
@@ -146,7 +147,15 @@ pub struct Kind {
 
 /// Every built-in kind.
 pub fn kinds() -> &'static [Kind] {
-    static KINDS: &[Kind] = &[command::KIND];
+    static KINDS: &[Kind] = &[
+        command::KIND,
+        dataset::teacher::KIND,
+        dataset::markov_text::KIND,
+        dataset::csv::KIND,
+        dataset::parquet::KIND,
+        dataset::text::KIND,
+        dataset::idx::KIND,
+    ];
     KINDS
 }
 
