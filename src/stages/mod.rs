@@ -7,8 +7,8 @@
 //! pipeline file is an error rather than a silently ignored key.
 
 pub mod command;
-pub mod dataset;
 mod context;
+pub mod dataset;
 
 pub use context::{InputRef, StageContext};
 
