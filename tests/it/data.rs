@@ -192,6 +192,7 @@ fn teacher_regression_noise_variance_is_noise_std_squared() {
     };
     let residuals: Vec<f64> = yn.iter().zip(yc).map(|(a, b)| (a - b) as f64).collect();
     let var = sample_variance(&residuals);
+    eprintln!("teacher noise variance {var:.5} (noise_std^2 = 0.25)");
     // The variance estimate's standard deviation is sigma^2 sqrt(2 / n) = 0.0025.
     assert!((var - 0.25).abs() < 4.0 * 0.0025, "noise variance {var}");
     // The clean targets are standardised: unit variance, so the noise is 50% of it.
@@ -276,6 +277,7 @@ fn markov_entropy_rate_matches_a_long_sample() {
         assert_eq!(tokens.ids.len(), 2_000_000);
         let empirical = empirical_conditional_entropy(&tokens.ids, order);
         let rel = (empirical - rate).abs() / rate;
+        eprintln!("markov vocab {vocab} order {order}: rate {rate:.5}, empirical {empirical:.5}");
         assert!(
             rel < 0.01,
             "vocab {vocab} order {order}: reported {rate}, empirical {empirical} ({:.3}%)",
