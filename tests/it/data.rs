@@ -56,7 +56,10 @@ fn run(kind_name: &str, params: &str) -> (TempDir, DatasetMeta) {
 fn run_err(kind_name: &str, params: &str, base: &Path) -> String {
     match run_in(kind_name, params, base) {
         Ok(_) => panic!("{kind_name} with {params:?} should fail"),
-        Err(e) => e,
+        Err(e) => {
+            eprintln!("{kind_name} error: {e}");
+            e
+        }
     }
 }
 
@@ -759,7 +762,7 @@ fn text_bad_files_are_reported_unless_skipped() {
         &p("glob = \"good.txt\"\ntokens = 1000"),
         base,
     );
-    assert_contains(&err, &["n = 1000 training tokens", "only"]);
+    assert_contains(&err, &["tokens = 1000 training tokens", "only"]);
 }
 
 // ---------------------------------------------------------------- idx

@@ -522,7 +522,7 @@ impl Stage for TableStage {
         ctx.progress(1, 3, "encoding");
         let pool = df.height();
         let sizes = self.split.resolve(pool).map_err(|m| self.invalid(m))?;
-        let n = train_size(self.n, &sizes, "examples").map_err(|m| self.invalid(m))?;
+        let n = train_size(self.n, &sizes, "n", "examples").map_err(|m| self.invalid(m))?;
         // The whole training pool in order; the training set is its first n rows.
         let sub = nested_subsample(pool, &sizes, sizes.train_pool, self.seed);
         let (targets, class_names) = self.labels(&df)?;
