@@ -125,13 +125,18 @@ impl Workspace {
         // The state keeps the latest complete version of every instance, so a
         // failed instance still remembers what it was when it last succeeded.
         let current: HashSet<&str> = plan.instances.iter().map(|i| i.id.as_str()).collect();
+        let before = state.instances.len();
         state
             .instances
             .retain(|id, _| current.contains(id.as_str()));
-        state.pipeline = plan.pipeline.name.clone();
-        state.file = plan.pipeline.source.path().display().to_string();
+        let mut changed = state.instances.len() != before;
         for (inst, result) in plan.instances.iter().zip(&results) {
-            if matches!(result.status, Status::Executed | Status::Cached) {
+            let unchanged = state
+                .instances
+                .get(&inst.id)
+                .is_some_and(|e| e.fingerprint == inst.fingerprint);
+            if matches!(result.status, Status::Executed | Status::Cached) && !unchanged {
+                changed = true;
                 state.instances.insert(
                     inst.id.clone(),
                     StateEntry {
@@ -141,9 +146,15 @@ impl Workspace {
                 );
             }
         }
-        state
-            .save(self.store.root())
-            .map_err(|e| Error::io("cannot save the pipeline state", e))?;
+        // A no-op run leaves the state as it was: skip rewriting it.
+        let file = plan.pipeline.source.path().display().to_string();
+        if changed || state.file != file || state.pipeline != plan.pipeline.name {
+            state.pipeline = plan.pipeline.name.clone();
+            state.file = file;
+            state
+                .save(self.store.root())
+                .map_err(|e| Error::io("cannot save the pipeline state", e))?;
+        }
 
         let interrupted = cancel.load(std::sync::atomic::Ordering::Relaxed);
         let record = RunRecord {
@@ -177,7 +188,7 @@ impl Workspace {
             .and_then(|_| {
                 std::fs::write(
                     &record_path,
-                    serde_json::to_vec_pretty(&record).map_err(std::io::Error::other)?,
+                    serde_json::to_vec(&record).map_err(std::io::Error::other)?,
                 )
             })
             .map_err(|e| Error::io(format!("cannot write {}", record_path.display()), e))?;

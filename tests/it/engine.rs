@@ -470,7 +470,10 @@ fn ctrl_c_stops_the_run_cleanly_with_exit_130() {
         .expect("kill runs");
     assert!(status.success());
     let out = child.wait_with_output().expect("wait");
-    assert!(start.elapsed() < Duration::from_secs(5), "did not stop promptly");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "did not stop promptly"
+    );
     assert_eq!(out.status.code(), Some(130));
     assert!(ws.entries().is_empty());
     let record: serde_json::Value = serde_json::from_str(&ws.read("results/int/run.json")).unwrap();
