@@ -132,6 +132,7 @@ impl ConfigureContext<'_> {
 type ConfigureFn = fn(&toml::Table, &ConfigureContext) -> Result<Box<dyn Stage>, ParamError>;
 
 /// A built-in stage kind.
+#[derive(Debug)]
 pub struct Kind {
     /// The name written in pipeline files.
     pub name: &'static str,
@@ -141,6 +142,10 @@ pub struct Kind {
     /// Whether the kind takes a `seed` parameter; if the stage does not set one, the
     /// pipeline's seed is filled in (and so enters the fingerprint).
     pub takes_seed: bool,
+    /// Whether the stage runs once per instance of each input (`train` reads one
+    /// dataset) rather than receiving all of them (`fit` gathers every run).
+    /// Other kinds can ask for it per input with `foreach = ["stage"]`.
+    pub maps_inputs: bool,
     /// Parses and validates resolved parameters.
     pub configure: ConfigureFn,
 }

@@ -14,6 +14,7 @@ pub const KIND: Kind = Kind {
     name: "dataset.csv",
     version: 1,
     takes_seed: true,
+    maps_inputs: false,
     configure,
 };
 

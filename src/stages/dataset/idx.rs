@@ -23,6 +23,7 @@ pub const KIND: Kind = Kind {
     name: "dataset.idx",
     version: 1,
     takes_seed: true,
+    maps_inputs: false,
     configure,
 };
 

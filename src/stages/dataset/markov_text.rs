@@ -30,6 +30,7 @@ pub const KIND: Kind = Kind {
     name: "dataset.markov_text",
     version: 1,
     takes_seed: true,
+    maps_inputs: false,
     configure,
 };
 

@@ -11,6 +11,7 @@ pub const KIND: Kind = Kind {
     name: "dataset.parquet",
     version: 1,
     takes_seed: true,
+    maps_inputs: false,
     configure,
 };
 

@@ -28,6 +28,7 @@ pub const KIND: Kind = Kind {
     name: "dataset.teacher",
     version: 1,
     takes_seed: true,
+    maps_inputs: false,
     configure,
 };
 

@@ -32,6 +32,7 @@ pub const KIND: Kind = Kind {
     name: "dataset.text",
     version: 1,
     takes_seed: true,
+    maps_inputs: false,
     configure,
 };
 
