@@ -6,4 +6,5 @@
 //! instance, and runs what the content-addressed store does not already hold.
 
 pub mod data;
+pub mod fit;
 pub mod stages;

@@ -8,6 +8,7 @@
 
 pub mod command;
 mod context;
+pub mod fit;
 
 pub use context::{InputRef, StageContext};
 
@@ -146,7 +147,7 @@ pub struct Kind {
 
 /// Every built-in kind.
 pub fn kinds() -> &'static [Kind] {
-    static KINDS: &[Kind] = &[command::KIND];
+    static KINDS: &[Kind] = &[command::KIND, fit::KIND];
     KINDS
 }
 
