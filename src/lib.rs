@@ -10,6 +10,7 @@ pub mod cli;
 pub mod data;
 pub mod error;
 pub mod executor;
+pub mod fit;
 pub mod graph;
 pub mod pipeline;
 pub mod reporter;

@@ -9,6 +9,7 @@
 pub mod command;
 mod context;
 pub mod dataset;
+pub mod fit;
 
 pub use context::{InputRef, StageContext};
 
@@ -160,6 +161,7 @@ pub fn kinds() -> &'static [Kind] {
         dataset::parquet::KIND,
         dataset::text::KIND,
         dataset::idx::KIND,
+        fit::KIND,
     ];
     KINDS
 }
@@ -183,6 +185,10 @@ pub fn parse_params<P: DeserializeOwned>(table: &toml::Table) -> Result<P, Param
             .map(str::to_string);
         let key = match (unknown, path.as_str()) {
             (Some(field), "." | "") => Some(field),
+            // serde_path_to_error's path already ends with the unknown field.
+            (Some(field), p) if p == field || p.ends_with(&format!(".{field}")) => {
+                Some(p.to_string())
+            }
             (Some(field), p) => Some(format!("{p}.{field}")),
             (None, "." | "") => None,
             (None, p) => Some(p.to_string()),

@@ -4,5 +4,6 @@
 
 mod data;
 mod engine;
+mod fit;
 mod harness;
 mod malformed;
