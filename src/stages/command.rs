@@ -31,10 +31,7 @@ pub struct CommandStage {
     env: Vec<(String, String)>,
 }
 
-fn configure(
-    params: &toml::Table,
-    cx: &ConfigureContext,
-) -> Result<Box<dyn Stage>, ParamError> {
+fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stage>, ParamError> {
     let mut cmd = None;
     let mut deps = Vec::new();
     let mut threads = 1;
@@ -74,7 +71,8 @@ fn configure(
             }
         }
     }
-    let mut cmd = cmd.ok_or_else(|| ParamError::new("missing parameter `cmd` (the shell command to run)"))?;
+    let mut cmd =
+        cmd.ok_or_else(|| ParamError::new("missing parameter `cmd` (the shell command to run)"))?;
     for (key, text) in &values {
         cmd = cmd.replace(&format!("{{{key}}}"), text);
     }
@@ -116,10 +114,7 @@ impl Stage for CommandStage {
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
         let out = ctx.out_dir();
         // The inputs list lives beside the outputs, not among them.
-        let inputs_path = out
-            .parent()
-            .unwrap_or(out)
-            .join("inputs.json");
+        let inputs_path = out.parent().unwrap_or(out).join("inputs.json");
         let inputs = serde_json::to_vec_pretty(ctx.inputs())
             .map_err(|e| StageError::msg(format!("cannot encode inputs: {e}")))?;
         std::fs::write(&inputs_path, inputs).map_err(|e| StageError::io(&inputs_path, e))?;
