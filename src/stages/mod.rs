@@ -8,6 +8,8 @@
 
 pub mod command;
 mod context;
+pub mod eval;
+pub mod train;
 
 pub use context::{InputRef, StageContext};
 
@@ -146,7 +148,7 @@ pub struct Kind {
 
 /// Every built-in kind.
 pub fn kinds() -> &'static [Kind] {
-    static KINDS: &[Kind] = &[command::KIND];
+    static KINDS: &[Kind] = &[command::KIND, train::KIND, eval::KIND];
     KINDS
 }
 

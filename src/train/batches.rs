@@ -59,10 +59,54 @@ pub enum Source {
     /// A table; `ids` when its columns are token ids (text classification).
     Table { table: Table, ids: bool },
     /// A token stream cut into windows of `seq` inputs (+1 shifted target).
-    Stream { tokens: Tokens, seq: usize },
+    /// `pieces` are the contiguous `[start, end)` stretches of the stream (one,
+    /// unless the dataset records cuts in `{split}.offsets.bin`); no window
+    /// crosses a cut.
+    Stream {
+        tokens: Tokens,
+        seq: usize,
+        pieces: Vec<(usize, usize)>,
+    },
 }
 
 impl Source {
+    /// A stream source; `offsets` are piece start positions (empty: one piece).
+    pub fn stream(tokens: Tokens, seq: usize, offsets: &[u64]) -> Self {
+        let len = tokens.ids.len();
+        let mut starts: Vec<usize> = offsets.iter().map(|&o| (o as usize).min(len)).collect();
+        if starts.first() != Some(&0) {
+            starts.insert(0, 0);
+        }
+        starts.push(len);
+        let pieces = starts
+            .windows(2)
+            .map(|w| (w[0], w[1]))
+            .filter(|(a, b)| b > a)
+            .collect();
+        Source::Stream {
+            tokens,
+            seq,
+            pieces,
+        }
+    }
+
+    /// Window starts each piece of a stream allows: `(first, count)` per piece.
+    fn window_ranges(pieces: &[(usize, usize)], seq: usize) -> Vec<(usize, usize)> {
+        pieces
+            .iter()
+            .filter(|(a, b)| b - a > seq)
+            .map(|&(a, b)| (a, b - a - seq))
+            .collect()
+    }
+
+    /// Whether at least one full window (`seq` inputs and a target) fits.
+    pub fn has_window(&self) -> bool {
+        match self {
+            Source::Table { table, .. } => table.rows > 0,
+            Source::Stream { seq, pieces, .. } => !Self::window_ranges(pieces, *seq).is_empty(),
+        }
+    }
+
     /// Units (examples or tokens) in one pass over the data.
     pub fn units_per_epoch(&self) -> usize {
         match self {
@@ -111,7 +155,7 @@ impl Source {
                     targets,
                 }
             }
-            Source::Stream { tokens, seq } => {
+            Source::Stream { tokens, seq, .. } => {
                 let ids = &tokens.ids;
                 let mut x = Vec::with_capacity(rows.len() * seq);
                 let mut y = Vec::with_capacity(rows.len() * seq);
@@ -164,10 +208,21 @@ impl<'a> Sampler<'a> {
                     self.order[self.cursor - 1]
                 })
                 .collect(),
-            Source::Stream { tokens, seq } => {
-                let starts = tokens.ids.len() - seq;
+            Source::Stream { seq, pieces, .. } => {
+                // Uniform over all valid window starts, whichever piece they are in.
+                let ranges = Source::window_ranges(pieces, *seq);
+                let total: usize = ranges.iter().map(|r| r.1).sum();
                 (0..self.batch_size)
-                    .map(|_| self.rng.gen_range(0..starts))
+                    .map(|_| {
+                        let mut k = self.rng.gen_range(0..total);
+                        for &(first, count) in &ranges {
+                            if k < count {
+                                return first + k;
+                            }
+                            k -= count;
+                        }
+                        unreachable!("k < total")
+                    })
                     .collect()
             }
         };
@@ -180,10 +235,13 @@ impl<'a> Sampler<'a> {
 pub fn eval_batches(source: &Source, batch_size: usize, max_units: Option<usize>) -> Vec<Batch> {
     let starts: Vec<usize> = match source {
         Source::Table { table, .. } => (0..table.rows).collect(),
-        Source::Stream { tokens, seq } => {
-            let windows = tokens.ids.len().saturating_sub(1) / seq;
-            let cap = max_units.map_or(windows, |m| (m / seq).max(1).min(windows));
-            (0..cap).map(|w| w * seq).collect()
+        Source::Stream { seq, pieces, .. } => {
+            let starts = pieces.iter().flat_map(|&(a, b)| {
+                let windows = (b - a).saturating_sub(1) / seq;
+                (0..windows).map(move |w| a + w * seq)
+            });
+            let cap = max_units.map_or(usize::MAX, |m| (m / seq).max(1));
+            starts.take(cap).collect()
         }
     };
     starts

@@ -37,7 +37,11 @@ pub struct ParamEntry {
 }
 
 /// Writes `model.safetensors` and `model.json` into `dir`.
-pub fn save<D: Backend>(dir: &Path, spec: &ModelSpec, params: &Params<D>) -> Result<(), TrainError> {
+pub fn save<D: Backend>(
+    dir: &Path,
+    spec: &ModelSpec,
+    params: &Params<D>,
+) -> Result<(), TrainError> {
     let host = params.to_host();
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = host
         .iter()

@@ -47,8 +47,11 @@ impl LayerNorm {
     pub fn forward<D: Backend, T: Tape<f32, D>>(&self, p: &Params<D>, x: Act<D, T>) -> Act<D, T> {
         let shape = *x.shape();
         let x = x.normalize::<Axis<1>>(LAYER_NORM_EPS);
-        x * p.vector::<NoneTape>(self.gain).broadcast_like::<_, Axis<0>>(&shape)
-            + p.vector::<NoneTape>(self.shift).broadcast_like::<_, Axis<0>>(&shape)
+        x * p
+            .vector::<NoneTape>(self.gain)
+            .broadcast_like::<_, Axis<0>>(&shape)
+            + p.vector::<NoneTape>(self.shift)
+                .broadcast_like::<_, Axis<0>>(&shape)
     }
 }
 

@@ -45,9 +45,15 @@ pub enum TrainError {
     /// The dataset does not fit the model (wrong task, missing vocab, ...).
     #[error("{0}")]
     Data(String),
+    /// A dataset file could not be read.
+    #[error(transparent)]
+    Dataset(#[from] crate::data::DataError),
     /// A checkpoint or model description could not be read or written.
     #[error("{path}: {message}")]
-    Checkpoint { path: std::path::PathBuf, message: String },
+    Checkpoint {
+        path: std::path::PathBuf,
+        message: String,
+    },
     /// File I/O.
     #[error("{path}: {source}")]
     Io {

@@ -106,7 +106,13 @@ impl<D: Backend> Params<D> {
     }
 
     /// Adds a parameter with the given values (used when loading a checkpoint).
-    pub fn push(&mut self, name: String, shape: Vec<usize>, role: Role, values: Vec<f32>) -> ParamId {
+    pub fn push(
+        &mut self,
+        name: String,
+        shape: Vec<usize>,
+        role: Role,
+        values: Vec<f32>,
+    ) -> ParamId {
         assert_eq!(values.len(), shape.iter().product::<usize>(), "{name}");
         let n = values.len();
         let value = self.dev.tensor_from_vec(values, (n,));

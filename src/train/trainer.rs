@@ -164,6 +164,11 @@ pub fn train<D: Backend>(
         if !applied {
             status = Status::Diverged;
             diverged_at_step = Some(step);
+            (hooks.progress)(
+                (step + 1) as u64,
+                steps as u64,
+                &format!("diverged at step {step} (loss {loss_value})"),
+            );
             break;
         }
         steps_done += 1;

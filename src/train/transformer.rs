@@ -82,7 +82,10 @@ impl Transformer {
         params: &mut Params<D>,
         rng: &mut impl Rng,
     ) -> Self {
-        assert!(spec.d_model % spec.n_heads == 0, "d_model % n_heads != 0");
+        assert!(
+            spec.d_model.is_multiple_of(spec.n_heads),
+            "d_model % n_heads != 0"
+        );
         let (v, d, f) = (spec.vocab, spec.d_model, spec.d_ff());
         let std = 0.02;
         let resid_std = std / (2.0 * spec.n_layers as f64).sqrt();

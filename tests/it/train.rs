@@ -338,7 +338,11 @@ fn parameter_counts_match_closed_forms() {
         // token and positional embeddings, optional untied read-out.
         let non_embedding = l * (12 * d * d + 13 * d) + 2 * d;
         let embedding = v * d + c * d + if tied { 0 } else { d * v };
-        assert_eq!(params.count_non_embedding(), non_embedding, "gpt {v} {d} {l}");
+        assert_eq!(
+            params.count_non_embedding(),
+            non_embedding,
+            "gpt {v} {d} {l}"
+        );
         assert_eq!(params.count(), non_embedding + embedding, "gpt {v} {d} {l}");
         assert_eq!(spec.param_count(), (params.count(), non_embedding));
     }
@@ -372,7 +376,7 @@ fn tiny_transformer_learns_a_markov_stream() {
         ids: chain.sample(1, 20_000),
         vocab: 16,
     };
-    let source = Source::Stream { tokens, seq: 16 };
+    let source = Source::stream(tokens, 16, &[]);
     let cfg = config(gpt_spec(16, 32, 1, 2, 16), 16, Budget::Steps(200), 1e-2, 0);
     let (report, _dir) = run(&cfg, &source, 1);
     assert_eq!(report.status, Status::Ok);
@@ -390,20 +394,22 @@ fn tiny_transformer_learns_a_markov_stream() {
 #[test]
 fn larger_model_trained_longer_gets_closer_to_the_entropy_rate() {
     let chain = Markov::new(21, 24);
-    let train_src = Source::Stream {
-        tokens: Tokens {
+    let train_src = Source::stream(
+        Tokens {
             ids: chain.sample(2, 40_000),
             vocab: 24,
         },
-        seq: 16,
-    };
-    let val = Source::Stream {
-        tokens: Tokens {
+        16,
+        &[],
+    );
+    let val = Source::stream(
+        Tokens {
             ids: chain.sample(3, 8_000),
             vocab: 24,
         },
-        seq: 16,
-    };
+        16,
+        &[],
+    );
     let held_out = |spec: ModelSpec, steps: usize| {
         let cfg = config(spec, 16, Budget::Steps(steps), 1e-2, 0);
         let (report, dir) = run(&cfg, &train_src, 1);
@@ -463,7 +469,8 @@ fn text_classifier_learns_keyword_sentiment() {
     let cfg = config(spec, 32, Budget::Epochs(8.0), 1e-2, 0);
     let (report, dir) = run(&cfg, &source, 1);
     assert_eq!(report.status, Status::Ok);
-    let (_, model, params) = scalepipe::train::checkpoint::load(dir.path(), Cpu::default()).unwrap();
+    let (_, model, params) =
+        scalepipe::train::checkpoint::load(dir.path(), Cpu::default()).unwrap();
     let eval = evaluate(&model, &params, &source, 64, None);
     assert!(eval.accuracy.unwrap() > 0.85, "{eval:?}");
 }
@@ -491,13 +498,14 @@ fn huge_learning_rate_diverges_without_failing() {
 #[test]
 fn same_seed_gives_identical_curves_and_checkpoints_across_runs_and_threads() {
     let chain = Markov::new(31, 16);
-    let source = Source::Stream {
-        tokens: Tokens {
+    let source = Source::stream(
+        Tokens {
             ids: chain.sample(1, 10_000),
             vocab: 16,
         },
-        seq: 32,
-    };
+        32,
+        &[],
+    );
     // Wide enough that gemm splits work across threads.
     let cfg = config(gpt_spec(16, 64, 2, 4, 32), 8, Budget::Steps(12), 3e-3, 5);
     let read = |d: &tempfile::TempDir, f: &str| std::fs::read(d.path().join(f)).unwrap();
@@ -506,7 +514,11 @@ fn same_seed_gives_identical_curves_and_checkpoints_across_runs_and_threads() {
     let (c, dc) = run(&cfg, &source, 2);
     for f in ["loss_curve.csv", "model.safetensors", "model.json"] {
         assert_eq!(read(&da, f), read(&db, f), "{f} differs between runs");
-        assert_eq!(read(&da, f), read(&dc, f), "{f} differs between 1 and 2 threads");
+        assert_eq!(
+            read(&da, f),
+            read(&dc, f),
+            "{f} differs between 1 and 2 threads"
+        );
     }
     assert_eq!(a.curve, b.curve);
     assert_eq!(a.curve, c.curve);
@@ -524,5 +536,272 @@ fn same_seed_gives_identical_curves_and_checkpoints_across_runs_and_threads() {
     let (e, de) = run(&cfg, &source, 1);
     let (f, df) = run(&cfg, &source, 2);
     assert_eq!(e.curve, f.curve);
-    assert_eq!(read(&de, "model.safetensors"), read(&df, "model.safetensors"));
+    assert_eq!(
+        read(&de, "model.safetensors"),
+        read(&df, "model.safetensors")
+    );
+}
+
+// ------------------------------------------------------------ stages end to end
+
+mod stages {
+    use super::*;
+    use scalepipe::data::{
+        write_meta, write_table, write_tokens, Columns, DatasetMeta, Split, Task,
+    };
+    use scalepipe::stages::{kind, ConfigureContext, InputRef, Stage, StageContext};
+    use std::path::Path;
+    use std::sync::atomic::AtomicBool;
+
+    fn markov_dataset(dir: &Path) -> f64 {
+        let chain = Markov::new(41, 16);
+        let train = chain.sample(1, 20_000);
+        let val = chain.sample(2, 4_000);
+        write_tokens(dir, Split::Train, &train).unwrap();
+        write_tokens(dir, Split::Val, &val).unwrap();
+        write_tokens(dir, Split::Test, &val[..2000]).unwrap();
+        let meta = DatasetMeta {
+            kind: "dataset.markov_text".into(),
+            task: Task::LanguageModel,
+            n_train: train.len(),
+            n_val: val.len(),
+            n_test: 2000,
+            input_dim: None,
+            classes: None,
+            vocab: Some(16),
+            irreducible_loss: Some(chain.entropy_rate),
+            sources: vec![],
+            extra: Default::default(),
+        };
+        write_meta(dir, &meta).unwrap();
+        chain.entropy_rate
+    }
+
+    fn teacher_dataset(dir: &Path) {
+        let table = teacher_table(3, 700, 6);
+        let slice = |a: usize, b: usize| {
+            let DataTargets::Regression(y) = &table.y else {
+                unreachable!()
+            };
+            Table {
+                x: table.x[a * 6..b * 6].to_vec(),
+                rows: b - a,
+                cols: 6,
+                y: DataTargets::Regression(y[a..b].to_vec()),
+            }
+        };
+        write_table(dir, Split::Train, &slice(0, 500), Columns::Features).unwrap();
+        write_table(dir, Split::Val, &slice(500, 600), Columns::Features).unwrap();
+        write_table(dir, Split::Test, &slice(600, 700), Columns::Features).unwrap();
+        let meta = DatasetMeta {
+            kind: "dataset.teacher".into(),
+            task: Task::Regression,
+            n_train: 500,
+            n_val: 100,
+            n_test: 100,
+            input_dim: Some(6),
+            classes: None,
+            vocab: None,
+            irreducible_loss: Some(0.0),
+            sources: vec![],
+            extra: Default::default(),
+        };
+        write_meta(dir, &meta).unwrap();
+    }
+
+    fn configure(kind_name: &str, params: &str, inputs: &[&str]) -> Result<Box<dyn Stage>, String> {
+        let table: toml::Table = params.parse().unwrap();
+        let input_kinds: Vec<String> = inputs.iter().map(|s| s.to_string()).collect();
+        let cx = ConfigureContext {
+            base_dir: Path::new("."),
+            input_kinds: &input_kinds,
+        };
+        (kind(kind_name).unwrap().configure)(&table, &cx)
+            .map_err(|e| format!("{:?}: {}", e.key, e.message))
+    }
+
+    fn input(stage: &str, kind: &str, params: &str, dir: &Path, fp: &str) -> InputRef {
+        InputRef {
+            stage: stage.into(),
+            id: format!("{stage}[x]"),
+            kind: kind.into(),
+            params: params.parse().unwrap(),
+            dir: dir.to_path_buf(),
+            fingerprint: fp.into(),
+        }
+    }
+
+    fn run_stage(stage: &dyn Stage, params: &str, inputs: &[InputRef], out: &Path, threads: usize) {
+        let table: toml::Table = params.parse().unwrap();
+        let cancel = AtomicBool::new(false);
+        let last = std::sync::Mutex::new(String::new());
+        let progress = |pos: u64, len: u64, msg: &str| {
+            *last.lock().unwrap() = format!("{pos}/{len} {msg}");
+        };
+        let ctx = StageContext::new(
+            "s[x]", out, inputs, &table, threads, &cancel, &progress, None,
+        );
+        stage.run(&ctx).unwrap();
+        assert!(
+            last.lock().unwrap().contains("loss"),
+            "{}",
+            last.lock().unwrap()
+        );
+    }
+
+    fn json(path: &Path) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn train_then_eval_a_transformer_on_a_token_dataset() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (data, train_out, eval_out) = (
+            tmp.path().join("d"),
+            tmp.path().join("t"),
+            tmp.path().join("e"),
+        );
+        for d in [&data, &train_out, &eval_out] {
+            std::fs::create_dir(d).unwrap();
+        }
+        let h = markov_dataset(&data);
+        let params = r#"model = "transformer"
+d_model = 32
+n_layers = 1
+n_heads = 2
+context = 16
+batch_size = 16
+lr = 1e-2
+tokens = 40960
+seed = 0
+threads = 2"#;
+        let stage = configure("train", params, &["dataset.markov_text"]).unwrap();
+        assert_eq!(stage.resources().threads, 2);
+        let data_in = input("data", "dataset.markov_text", "", &data, "fp-data");
+        run_stage(
+            stage.as_ref(),
+            params,
+            std::slice::from_ref(&data_in),
+            &train_out,
+            2,
+        );
+        for f in [
+            "metrics.json",
+            "loss_curve.csv",
+            "model.safetensors",
+            "model.json",
+            "dataset.json",
+        ] {
+            assert!(train_out.join(f).is_file(), "{f}");
+        }
+        let m = json(&train_out.join("metrics.json"));
+        assert_eq!(m["status"], "ok");
+        assert_eq!(m["model"], "transformer");
+        assert_eq!(m["d"], 40960);
+        assert_eq!(m["steps"], 160);
+        let n = m["n_params"].as_u64().unwrap();
+        assert_eq!(
+            n,
+            (16 * 32 + 16 * 32 + 12 * 32 * 32 + 13 * 32 + 2 * 32) as u64
+        );
+        assert_eq!(m["flops"].as_f64().unwrap(), 6.0 * n as f64 * 40960.0);
+        assert!(m["flops_exact"].as_f64().unwrap() > 0.0);
+        assert!((m["irreducible_loss"].as_f64().unwrap() - h).abs() < 1e-12);
+        assert_eq!(m["params"]["d_model"], 32);
+        let curve = std::fs::read_to_string(train_out.join("loss_curve.csv")).unwrap();
+        assert!(curve.starts_with("step,loss,lr\n0,"));
+        assert_eq!(curve.lines().count(), 161);
+
+        let eval = configure("eval", "split = \"test\"", &["train"]).unwrap();
+        let train_in = input("train", "train", params, &train_out, "fp-train");
+        run_stage(eval.as_ref(), "split = \"test\"", &[train_in], &eval_out, 1);
+        let e = json(&eval_out.join("metrics.json"));
+        assert_eq!(e["status"], "ok");
+        assert_eq!(e["split"], "test");
+        assert_eq!(e["n_params"], m["n_params"]);
+        assert_eq!(e["d"], m["d"]);
+        assert_eq!(e["train_loss"], m["loss"]);
+        assert_eq!(e["eval_units"], 16 * (1999 / 16));
+        let loss = e["loss"].as_f64().unwrap();
+        assert!(
+            loss > h - 0.05 && loss < (16f64).ln() - 0.3,
+            "held-out {loss}, entropy rate {h}"
+        );
+    }
+
+    #[test]
+    fn train_then_eval_an_mlp_and_diverge_without_failing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("d");
+        std::fs::create_dir(&data).unwrap();
+        teacher_dataset(&data);
+        let data_in = input("data", "dataset.teacher", "", &data, "fp-data");
+        for (lr, status) in [("3e-3", "ok"), ("1e7", "diverged")] {
+            let out = tmp.path().join(format!("t{lr}"));
+            let eout = tmp.path().join(format!("e{lr}"));
+            std::fs::create_dir(&out).unwrap();
+            std::fs::create_dir(&eout).unwrap();
+            let params = format!(
+                "model = \"mlp\"\nwidth = 32\ndepth = 2\nlr = {lr}\ngrad_clip = 0\nwarmup_steps = 0\nepochs = 20\nseed = 1"
+            );
+            let stage = configure("train", &params, &["dataset.teacher"]).unwrap();
+            run_stage(
+                stage.as_ref(),
+                &params,
+                std::slice::from_ref(&data_in),
+                &out,
+                1,
+            );
+            let m = json(&out.join("metrics.json"));
+            assert_eq!(m["status"], status, "{m}");
+            assert_eq!(m["d_unit"], "examples");
+            // Eval finds the dataset among its own inputs by fingerprint too.
+            let eval = configure("eval", "", &["train", "dataset.teacher"]).unwrap();
+            let train_in = input("train", "train", &params, &out, "fp-t");
+            run_stage(eval.as_ref(), "", &[train_in, data_in.clone()], &eout, 1);
+            let e = json(&eout.join("metrics.json"));
+            assert_eq!(e["status"], status);
+            if status == "ok" {
+                assert_eq!(m["steps"], (20 * 500 + 31) / 32);
+                let (first, last) = (
+                    m["initial_loss"].as_f64().unwrap(),
+                    e["loss"].as_f64().unwrap(),
+                );
+                assert!(last < 0.3 * first, "held-out {last} vs initial {first}");
+                assert_eq!(e["eval_units"], 100);
+            } else {
+                assert!(m["diverged_at_step"].as_u64().is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn bad_parameters_are_rejected_at_configure_time() {
+        let t = &["dataset.teacher"];
+        let base = "model = \"mlp\"\nwidth = 8\ndepth = 1\nseed = 0\n";
+        let err = |p: &str| {
+            configure("train", p, t)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {p}"))
+        };
+        assert!(err(base).contains("exactly one training budget"));
+        assert!(err(&format!("{base}steps = 1\nepochs = 1")).contains("got steps, epochs"));
+        assert!(err(&format!("{base}steps = 1\nd_model = 8")).contains("d_model"));
+        assert!(err(&format!("{base}steps = 1\nwidht = 8")).contains("widht"));
+        assert!(err(&format!("{base}tokens = 100")).contains("tokens"));
+        assert!(err("model = \"transformer\"\nd_model = 10\nn_layers = 1\nn_heads = 3\ncontext = 4\nsteps = 1\nseed = 0").contains("n_heads"));
+        assert!(configure("train", &format!("{base}steps = 1"), &["train"]).is_err());
+        let cuda = configure("train", &format!("{base}steps = 1\ndevice = \"cuda\""), t);
+        if cfg!(feature = "cuda") {
+            assert!(cuda.is_ok());
+        } else {
+            let e = cuda.err().unwrap();
+            assert!(
+                e.contains("device") && e.contains("`cuda` cargo feature"),
+                "{e}"
+            );
+        }
+        assert!(configure("eval", "split = \"train\"", &["train"]).is_err());
+        assert!(configure("eval", "", &["dataset.teacher"]).is_err());
+    }
 }
