@@ -69,11 +69,23 @@ impl Activation {
     pub fn apply<D: Backend, T: Tape<f32, D>>(self, x: Act<D, T>) -> Act<D, T> {
         match self {
             Activation::Relu => x.relu(),
-            // The tanh approximation, as GPT-2 and nanoGPT use.
-            Activation::Gelu => x.fast_gelu(),
+            Activation::Gelu => gelu(x),
             Activation::Tanh => x.tanh(),
         }
     }
+}
+
+/// GELU, tanh approximation (as GPT-2 and nanoGPT use), written as
+/// `x * sigmoid(2 z)` with `z = sqrt(2/pi) (x + 0.044715 x^3)`, which equals
+/// `0.5 x (1 + tanh z)`. Same function as dfdx's `fast_gelu`, but composed from
+/// ops whose CPU kernels are cheap: `fast_gelu` calls libm's `tanhf` in its
+/// forward and backward kernels and cost 3-4x more per element, which made it the
+/// largest non-matmul cost of a transformer step (bench/train/RESULTS.md).
+pub fn gelu<D: Backend, T: Tape<f32, D>>(x: Act<D, T>) -> Act<D, T> {
+    let two_sqrt_2_over_pi = (8.0 / std::f64::consts::PI).sqrt() as f32;
+    let u =
+        (x.retaped::<T>().square() * 0.044715f32 + 1.0f32) * x.retaped::<T>() * two_sqrt_2_over_pi;
+    x * u.sigmoid()
 }
 
 /// Mean cross-entropy (nats) of `logits` `(n, classes)` against class indices.

@@ -859,3 +859,17 @@ fn fused_adamw_matches_the_tensor_op_reference() {
         }
     }
 }
+
+#[test]
+fn composed_gelu_equals_dfdx_fast_gelu() {
+    let dev = Cpu::default();
+    let x: Tensor<(usize, usize), f32, _> = dev.tensor_from_vec(
+        (0..400).map(|i| (i as f32 - 200.0) / 25.0).collect(),
+        (20, 20),
+    );
+    let a = scalepipe::train::layers::gelu(x.clone()).as_vec();
+    let b = x.fast_gelu().as_vec();
+    for (p, q) in a.iter().zip(&b) {
+        assert!((p - q).abs() <= 1e-5 * (1.0 + q.abs()), "{p} vs {q}");
+    }
+}
