@@ -9,7 +9,9 @@
 pub mod command;
 mod context;
 pub mod dataset;
+pub mod eval;
 pub mod fit;
+pub mod train;
 
 pub use context::{InputRef, StageContext};
 
@@ -161,6 +163,8 @@ pub fn kinds() -> &'static [Kind] {
         dataset::parquet::KIND,
         dataset::text::KIND,
         dataset::idx::KIND,
+        train::KIND,
+        eval::KIND,
         fit::KIND,
     ];
     KINDS

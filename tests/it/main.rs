@@ -7,3 +7,4 @@ mod engine;
 mod fit;
 mod harness;
 mod malformed;
+mod train;
