@@ -94,6 +94,19 @@ fn main() {
         cancelled: &cancelled,
     };
 
+    // CPU seconds of the whole process (all threads), from /proc on Linux: on a
+    // shared machine CPU time is steadier than wall time.
+    let cpu = || -> f64 {
+        std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| {
+                let fields: Vec<&str> = s.rsplit(')').next()?.split_whitespace().collect();
+                let ticks: f64 =
+                    fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+                Some(ticks / 100.0)
+            })
+            .unwrap_or(f64::NAN)
+    };
     let mut grid_times = Vec::new();
     let mut report = None;
     for &t in &threads {
@@ -102,10 +115,11 @@ fn main() {
             .build()
             .expect("thread pool");
         let start = Instant::now();
+        let cpu0 = cpu();
         let r = pool
             .install(|| analysis.run(&ids, &obs, &hooks))
             .expect("fit");
-        grid_times.push((t, start.elapsed().as_secs_f64()));
+        grid_times.push((t, start.elapsed().as_secs_f64(), cpu() - cpu0));
         report = Some(r);
     }
     let report = report.expect("at least one thread count");
@@ -125,6 +139,7 @@ fn main() {
         .build()
         .expect("thread pool");
     let start = Instant::now();
+    let cpu0 = cpu();
     let booted = pool
         .install(|| {
             bootstrap::bootstrap(
@@ -142,6 +157,7 @@ fn main() {
         })
         .expect("bootstrap");
     let boot_wall = start.elapsed().as_secs_f64();
+    let boot_cpu = cpu() - cpu0;
 
     let p = |name: &str| {
         report
@@ -154,7 +170,7 @@ fn main() {
         "tool": "scalepipe (argmin L-BFGS)",
         "points": report.n_points,
         "starts": report.optimizer.starts,
-        "grid_wall_s": grid_times.iter().map(|(t, s)| serde_json::json!({"threads": t, "wall_s": s})).collect::<Vec<_>>(),
+        "grid_wall_s": grid_times.iter().map(|(t, s, c)| serde_json::json!({"threads": t, "wall_s": s, "cpu_s": c})).collect::<Vec<_>>(),
         "evals": report.optimizer.evaluations,
         "objective": report.objective,
         "A": p("A"), "B": p("B"), "E": p("E"), "alpha": p("alpha"), "beta": p("beta"),
@@ -165,6 +181,7 @@ fn main() {
             "starts_per_replicate": 5,
             "threads": boot_threads,
             "wall_s": boot_wall,
+            "cpu_s": boot_cpu,
             "not_converged": booted.not_converged,
             "alpha_ci": booted.get("alpha").map(|i| [i.lo, i.hi]),
             "beta_ci": booted.get("beta").map(|i| [i.lo, i.hi]),

@@ -47,7 +47,7 @@ impl Holdout {
     /// The rule in the words of the pipeline file.
     pub fn describe(&self) -> String {
         match *self {
-            Holdout::TopN { k, by } => format!("top_n = {k} (largest by {})", by.name()),
+            Holdout::TopN { k, by } => format!("top_n = {k}, by = \"{}\"", by.name()),
             Holdout::Above {
                 variable,
                 threshold,
