@@ -26,3 +26,8 @@ lint:
 # Engine overhead: plan and no-op run of a 10,000-instance pipeline.
 bench-engine *args:
     bash bench/engine/bench.sh {{args}}
+
+# Power-law fit speed: the 4,500-start Chinchilla grid and 4,000 bootstrap refits,
+# beside scipy's L-BFGS-B (installs numpy and scipy into bench/.venv).
+bench-fit:
+    bash bench/fit/run.sh
