@@ -13,6 +13,7 @@ pub mod executor;
 pub mod graph;
 pub mod pipeline;
 pub mod reporter;
+pub mod fit;
 pub mod stages;
 pub mod store;
 pub mod workspace;

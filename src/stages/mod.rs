@@ -8,6 +8,7 @@
 
 pub mod command;
 mod context;
+pub mod fit;
 
 pub use context::{InputRef, StageContext};
 
@@ -151,7 +152,7 @@ pub struct Kind {
 
 /// Every built-in kind.
 pub fn kinds() -> &'static [Kind] {
-    static KINDS: &[Kind] = &[command::KIND];
+    static KINDS: &[Kind] = &[command::KIND, fit::KIND];
     KINDS
 }
 
@@ -174,6 +175,10 @@ pub fn parse_params<P: DeserializeOwned>(table: &toml::Table) -> Result<P, Param
             .map(str::to_string);
         let key = match (unknown, path.as_str()) {
             (Some(field), "." | "") => Some(field),
+            // serde_path_to_error's path already ends with the unknown field.
+            (Some(field), p) if p == field || p.ends_with(&format!(".{field}")) => {
+                Some(p.to_string())
+            }
             (Some(field), p) => Some(format!("{p}.{field}")),
             (None, "." | "") => None,
             (None, p) => Some(p.to_string()),
