@@ -16,6 +16,7 @@ pub mod reporter;
 pub mod fit;
 pub mod stages;
 pub mod store;
+pub mod train;
 pub mod workspace;
 
 pub use error::Error;

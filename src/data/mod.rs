@@ -9,6 +9,16 @@
 //! `dataset.text`) are `train.bin`, `val.bin`, `test.bin`: little-endian u32 token
 //! ids, documents concatenated.
 
+mod io;
+pub mod split;
+pub mod subsample;
+
+pub use io::{
+    hash_file, meta_path, offsets_path, read_meta, read_offsets, read_parquet, read_table,
+    read_tokens, read_u32s, table_path, tokens_path, write_meta, write_offsets, write_parquet,
+    write_table, write_tokens, write_u32s, Columns, DataError,
+};
+
 use serde::{Deserialize, Serialize};
 
 /// Which part of a dataset.

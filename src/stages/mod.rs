@@ -9,6 +9,8 @@
 pub mod command;
 mod context;
 pub mod fit;
+pub mod eval;
+pub mod train;
 
 pub use context::{InputRef, StageContext};
 
@@ -152,7 +154,7 @@ pub struct Kind {
 
 /// Every built-in kind.
 pub fn kinds() -> &'static [Kind] {
-    static KINDS: &[Kind] = &[command::KIND, fit::KIND];
+    static KINDS: &[Kind] = &[command::KIND, fit::KIND, train::KIND, eval::KIND];
     KINDS
 }
 

@@ -6,3 +6,4 @@ mod engine;
 mod harness;
 mod malformed;
 mod fit;
+mod train;
