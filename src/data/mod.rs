@@ -12,6 +12,7 @@
 mod io;
 pub mod split;
 pub mod subsample;
+pub mod tokenize;
 
 pub use io::{
     hash_file, meta_path, offsets_path, read_meta, read_offsets, read_parquet, read_table,

@@ -193,6 +193,43 @@ pub fn train_size(n: Option<u64>, sizes: &SplitSizes, unit: &str) -> Result<usiz
     }
 }
 
+/// A size parameter (`n`, `tokens`): a whole number, written as an integer or as a
+/// float such as `1e5` (sweeps over data sizes are often written that way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count(pub u64);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CountVisitor;
+        impl Visitor<'_> for CountVisitor {
+            type Value = Count;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a whole number >= 1 (such as 1000 or 1e3)")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Count, E> {
+                if v == 0 {
+                    return Err(E::invalid_value(de::Unexpected::Unsigned(v), &self));
+                }
+                Ok(Count(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Count, E> {
+                match u64::try_from(v) {
+                    Ok(u) => self.visit_u64(u),
+                    Err(_) => Err(E::invalid_value(de::Unexpected::Signed(v), &self)),
+                }
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Count, E> {
+                if v >= 1.0 && v.fract() == 0.0 && v < 2f64.powi(53) {
+                    Ok(Count(v as u64))
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Float(v), &self))
+                }
+            }
+        }
+        deserializer.deserialize_any(CountVisitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +277,20 @@ mod tests {
         assert_eq!(err.key.as_deref(), Some("split.val"));
         let spec = parse("val = 7").unwrap();
         assert_eq!(spec.generated("dataset.teacher", (1, 2)).unwrap(), (7, 2));
+    }
+
+    #[test]
+    fn counts_accept_whole_floats() {
+        #[derive(Deserialize)]
+        struct P {
+            n: Count,
+        }
+        let p: P = toml::from_str("n = 1e3").unwrap();
+        assert_eq!(p.n, Count(1000));
+        let p: P = toml::from_str("n = 250").unwrap();
+        assert_eq!(p.n, Count(250));
+        assert!(toml::from_str::<P>("n = 2.5").is_err());
+        assert!(toml::from_str::<P>("n = 0").is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! pipeline file is an error rather than a silently ignored key.
 
 pub mod command;
+pub mod dataset;
 mod context;
 pub mod fit;
 pub mod eval;
@@ -154,7 +155,18 @@ pub struct Kind {
 
 /// Every built-in kind.
 pub fn kinds() -> &'static [Kind] {
-    static KINDS: &[Kind] = &[command::KIND, fit::KIND, train::KIND, eval::KIND];
+    static KINDS: &[Kind] = &[
+        command::KIND,
+        dataset::teacher::KIND,
+        dataset::markov_text::KIND,
+        dataset::csv::KIND,
+        dataset::parquet::KIND,
+        dataset::text::KIND,
+        dataset::idx::KIND,
+        fit::KIND,
+        train::KIND,
+        eval::KIND,
+    ];
     KINDS
 }
 
