@@ -7,10 +7,11 @@
 //! pipeline file is an error rather than a silently ignored key.
 
 pub mod command;
-pub mod dataset;
 mod context;
-pub mod fit;
+pub mod dataset;
 pub mod eval;
+pub mod fit;
+pub mod report;
 pub mod train;
 
 pub use context::{InputRef, StageContext};
@@ -166,6 +167,7 @@ pub fn kinds() -> &'static [Kind] {
         fit::KIND,
         train::KIND,
         eval::KIND,
+        report::KIND,
     ];
     KINDS
 }

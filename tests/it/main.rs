@@ -3,7 +3,8 @@
 //! workspaces through the small builder in `harness`.
 
 mod engine;
+mod fit;
 mod harness;
 mod malformed;
-mod fit;
+mod report;
 mod train;

@@ -75,10 +75,7 @@ impl InputFile {
             } else {
                 "does not exist"
             };
-            return Err(ParamError::at(
-                key,
-                format!("{} {what}", path.display()),
-            ));
+            return Err(ParamError::at(key, format!("{} {what}", path.display())));
         }
         Ok(InputFile {
             written: written.to_string(),

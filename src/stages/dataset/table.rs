@@ -18,9 +18,7 @@ use crate::data::tokenize::{byte_ids, fit_to_len, WordVocab};
 use crate::data::{
     write_meta, write_parquet, write_table, Columns, DataError, Split, Table, Targets, Task,
 };
-use crate::stages::{
-    parse_params, ConfigureContext, ParamError, Stage, StageContext, StageError,
-};
+use crate::stages::{parse_params, ConfigureContext, ParamError, Stage, StageContext, StageError};
 
 /// How a table file becomes a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +100,10 @@ pub(super) fn configure(
     let file = InputFile::existing("path", &p.path, cx)?;
     let format = match (csv, &p.separator) {
         (false, Some(_)) => {
-            return Err(ParamError::at("separator", "only dataset.csv takes a separator"))
+            return Err(ParamError::at(
+                "separator",
+                "only dataset.csv takes a separator",
+            ))
         }
         (false, None) => Format::Parquet,
         (true, None) => Format::Csv { separator: b',' },
@@ -125,7 +126,10 @@ pub(super) fn configure(
                     _ => p.max_len.is_some(),
                 };
                 if given {
-                    return Err(ParamError::at(key, "only applies with `text` (a text column)"));
+                    return Err(ParamError::at(
+                        key,
+                        "only applies with `text` (a text column)",
+                    ));
                 }
             }
             None
@@ -226,7 +230,12 @@ impl TableStage {
     }
 
     /// Looks a column up, listing the file's columns if it is not there.
-    fn column<'a>(&self, df: &'a DataFrame, name: &str, role: &str) -> Result<&'a Column, DataError> {
+    fn column<'a>(
+        &self,
+        df: &'a DataFrame,
+        name: &str,
+        role: &str,
+    ) -> Result<&'a Column, DataError> {
         df.column(name).map_err(|_| {
             let names: Vec<String> = df
                 .get_column_names()
@@ -256,7 +265,11 @@ impl TableStage {
 
     /// Applies the null policy to the used columns: error, or drop those rows.
     /// NaN counts as missing too, since no model can learn from it.
-    fn handle_nulls(&self, df: DataFrame, used: &[String]) -> Result<(DataFrame, usize), DataError> {
+    fn handle_nulls(
+        &self,
+        df: DataFrame,
+        used: &[String],
+    ) -> Result<(DataFrame, usize), DataError> {
         let mut keep = vec![true; df.height()];
         for name in used {
             let column = self.column(&df, name, "used")?;
@@ -330,7 +343,9 @@ impl TableStage {
             let values = column
                 .cast(&DataType::Float32)
                 .map_err(|e| DataError::polars(self.path(), e))?;
-            let values = values.f32().map_err(|e| DataError::polars(self.path(), e))?;
+            let values = values
+                .f32()
+                .map_err(|e| DataError::polars(self.path(), e))?;
             for (r, v) in values.iter().enumerate() {
                 x[r * cols + c] = v.unwrap_or(f32::NAN);
             }
@@ -398,7 +413,12 @@ impl TableStage {
                         "label column `{name}` holds {dtype}; class labels must be integers or strings"
                     )));
                 };
-                let names: Vec<String> = keys.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+                let names: Vec<String> = keys
+                    .iter()
+                    .cloned()
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
                 let labels = keys
                     .iter()
                     .map(|k| names.binary_search(k).expect("key is in names") as u32)
@@ -498,10 +518,7 @@ impl Stage for TableStage {
 
         ctx.progress(1, 3, "encoding");
         let pool = df.height();
-        let sizes = self
-            .split
-            .resolve(pool)
-            .map_err(|m| self.invalid(m))?;
+        let sizes = self.split.resolve(pool).map_err(|m| self.invalid(m))?;
         let n = train_size(self.n, &sizes, "examples").map_err(|m| self.invalid(m))?;
         // The whole training pool in order; the training set is its first n rows.
         let sub = nested_subsample(pool, &sizes, sizes.train_pool, self.seed);

@@ -116,7 +116,10 @@ fn configure(params: &toml::Table, _cx: &ConfigureContext) -> Result<Box<dyn Sta
     let head = match p.task {
         TeacherTask::Regression => {
             if p.classes.is_some() {
-                return Err(ParamError::at("classes", "only for task = \"classification\""));
+                return Err(ParamError::at(
+                    "classes",
+                    "only for task = \"classification\"",
+                ));
             }
             if p.temperature.is_some() {
                 return Err(ParamError::at(
@@ -251,7 +254,8 @@ impl Teacher {
     /// Standardised outputs: the regression target or the logits before temperature.
     fn output(&self, x: &[f64]) -> Vec<f64> {
         let mut out = self.raw(x);
-        out.iter_mut().for_each(|v| *v = (*v - self.shift) / self.scale);
+        out.iter_mut()
+            .for_each(|v| *v = (*v - self.shift) / self.scale);
         out
     }
 
@@ -303,7 +307,10 @@ fn softmax(logits: &[f64], temperature: f64) -> Vec<f64> {
 }
 
 fn entropy(p: &[f64]) -> f64 {
-    -p.iter().filter(|&&q| q > 0.0).map(|q| q * q.ln()).sum::<f64>()
+    -p.iter()
+        .filter(|&&q| q > 0.0)
+        .map(|q| q * q.ln())
+        .sum::<f64>()
 }
 
 /// Draws a class from probabilities `p`.

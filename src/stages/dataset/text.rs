@@ -153,7 +153,10 @@ fn walk(
             Err(err) => {
                 return Err(ParamError::at(
                     "path",
-                    format!("cannot walk {}: {err} (set skip_unreadable = true to skip it)", root.display()),
+                    format!(
+                        "cannot walk {}: {err} (set skip_unreadable = true to skip it)",
+                        root.display()
+                    ),
                 ))
             }
         };
@@ -185,8 +188,12 @@ fn check_text(bytes: &[u8]) -> Result<&str, String> {
     if let Some(pos) = bytes.iter().position(|&b| b == 0) {
         return Err(format!("binary file (NUL byte at offset {pos})"));
     }
-    std::str::from_utf8(bytes)
-        .map_err(|e| format!("not UTF-8 text (invalid byte at offset {})", e.valid_up_to()))
+    std::str::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            e.valid_up_to()
+        )
+    })
 }
 
 impl TextStage {
@@ -337,7 +344,9 @@ impl Stage for TextStage {
         if !skipped.is_empty() {
             let listed: Vec<serde_json::Value> = skipped
                 .iter()
-                .map(|(i, why)| serde_json::json!({ "path": self.files[*i].written, "reason": why }))
+                .map(
+                    |(i, why)| serde_json::json!({ "path": self.files[*i].written, "reason": why }),
+                )
                 .collect();
             meta_extra.insert("skipped".into(), json(listed));
         }
