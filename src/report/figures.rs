@@ -75,6 +75,9 @@ pub fn figures(g: &Gathered, labels: &Labels) -> Vec<Figure> {
     out.into_iter().filter(|f| f.chart.has_data()).collect()
 }
 
+/// Reads one quantity of a run.
+type Getter = fn(&RunRow) -> Option<f64>;
+
 fn ok(r: &RunRow) -> bool {
     r.status == "ok" && r.loss.is_some_and(|l| l.is_finite() && l > 0.0)
 }
@@ -90,7 +93,7 @@ fn law_of(g: &Gathered, kind: FormKind) -> Option<(String, Law)> {
 /// Loss against N (series per D) or against D (series per N), with the
 /// `chinchilla` fit along each series and the one-variable fit dashed.
 fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
-    let (get_x, get_group): (fn(&RunRow) -> Option<f64>, fn(&RunRow) -> Option<f64>) = match x {
+    let (get_x, get_group): (Getter, Getter) = match x {
         Variable::N => (|r| r.n, |r| r.d),
         _ => (|r| r.d, |r| r.n),
     };
@@ -454,9 +457,7 @@ fn curves(g: &Gathered, labels: &Labels) -> Option<Figure> {
     }
     Some(Figure {
         stem: "loss_curves".into(),
-        caption: format!(
-            "Training loss of every run against step (log-log; steps counted from 1), averaged in log-spaced windows; colour is model size. Runs with more data train for more steps.",
-        ),
+        caption: "Training loss of every run against step (log-log; steps counted from 1), averaged in log-spaced windows; colour is model size. Runs with more data train for more steps.".into(),
         chart,
     })
 }
