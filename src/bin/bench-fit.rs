@@ -2,7 +2,7 @@
 //! 240 Chinchilla runs, and bootstrap refits, timed. `bench/fit/run.sh` runs it
 //! beside the same grid in scipy and prints both.
 //!
-//! Usage: bench-fit [CSV] [--threads 1,2] [--bootstrap 4000] [--json]
+//! Usage: bench-fit [CSV] [--threads 1,2] [--bootstrap 4000] [--tol-cost X] [--json]
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -25,6 +25,7 @@ fn main() {
     threads.dedup();
     let mut replicates = 4000;
     let mut json = false;
+    let mut optimizer = Settings::default();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -43,6 +44,12 @@ fn main() {
                     .expect("--bootstrap needs a number")
             }
             "--json" => json = true,
+            "--tol-cost" => {
+                optimizer.tol_cost = args
+                    .next()
+                    .and_then(|b| b.parse().ok())
+                    .expect("--tol-cost needs a number")
+            }
             other => csv = PathBuf::from(other),
         }
     }
@@ -74,7 +81,7 @@ fn main() {
         form,
         delta: 1e-3,
         grid: Grid::default_for(&form),
-        optimizer: Settings::default(),
+        optimizer,
         budgets: vec![5.76e23],
         bootstrap: None,
         holdout: None,

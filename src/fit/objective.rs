@@ -113,6 +113,11 @@ impl Points {
         )
     }
 
+    /// Sum of the runs' weights.
+    pub fn total_weight(&self) -> f64 {
+        self.w.iter().sum()
+    }
+
     /// The largest possible gradient norm's scale, `sum w delta (1 + |ln X|)`: a
     /// gradient this many times smaller is zero for any practical purpose.
     pub fn gradient_scale(&self, delta: f64) -> f64 {
@@ -169,6 +174,13 @@ impl<'a> Objective<'a> {
     /// The scale of the largest possible gradient (see [`Points::gradient_scale`]).
     pub fn gradient_scale(&self) -> f64 {
         self.points.gradient_scale(self.delta)
+    }
+
+    /// The objective's natural scale, `sum w delta^2`: what it is when every run
+    /// sits about `delta` off. Stopping tolerances are relative to it, which
+    /// works even where the optimum is (nearly) zero.
+    pub fn cost_unit(&self) -> f64 {
+        self.points.total_weight() * self.delta * self.delta
     }
 
     /// The objective at `theta`.
