@@ -1,15 +1,25 @@
-//! AdamW (Loshchilov & Hutter 2019) written in dfdx tensor ops, with gradient
-//! clipping by global norm.
+//! AdamW (Loshchilov & Hutter 2019) with gradient clipping by global norm, over
+//! runtime-shaped dfdx tensors, in two implementations of the same update:
 //!
-//! Written over whole tensors rather than through dfdx's `Optimizer` trait, which
-//! wants compile-time-shaped `nn` modules; being tensor ops, the same update runs on
-//! `Cpu` and `Cuda`. dfdx's CPU kernels reuse a uniquely owned input buffer for
-//! their output, so each step of the chain below mostly updates in place.
+//! - [`AdamW`], what training uses: dfdx's fused Adam kernel (`AdamConfig::
+//!   try_update`, one pass per tensor, with CPU and CUDA kernels) in decoupled
+//!   weight-decay mode, updating each parameter in place. The global norm and the
+//!   clip scaling go through [`GradOps`], which reads and scales gradient buffers
+//!   directly on the CPU.
+//! - [`TensorOpAdamW`], the same update written as a chain of dfdx tensor ops. It
+//!   is the readable reference (a test checks the two agree) and what the
+//!   benchmark compares against: on the CPU every dfdx elementwise op is a
+//!   separate single-threaded pass that allocates, so its ~12 passes cost about
+//!   ten times the fused kernel (see bench/train/RESULTS.md).
+//!
+//! dfdx's `Optimizer` trait is not used because it wants compile-time-shaped `nn`
+//! modules.
 
 use dfdx::prelude::*;
+use dfdx::tensor_ops::{AdamConfig, WeightDecay};
 use serde::{Deserialize, Serialize};
 
-use super::params::Params;
+use super::params::{ParamId, Params};
 use super::Backend;
 
 /// AdamW hyperparameters (the learning rate comes from the schedule each step).
@@ -36,12 +46,14 @@ impl Default for AdamWConfig {
     }
 }
 
-/// Optimiser state: first and second moments of every parameter.
-pub struct AdamW<D: Backend> {
-    pub config: AdamWConfig,
-    m: Vec<Tensor<(usize,), f32, D>>,
-    v: Vec<Tensor<(usize,), f32, D>>,
-    t: i32,
+impl AdamWConfig {
+    /// The factor gradients are multiplied by for a global norm `norm`.
+    pub fn clip_factor(&self, norm: f64) -> f32 {
+        match self.grad_clip {
+            Some(max) if norm > max => (max / (norm + 1e-6)) as f32,
+            _ => 1.0,
+        }
+    }
 }
 
 /// What one update saw.
@@ -51,10 +63,147 @@ pub struct StepInfo {
     pub grad_norm: f64,
 }
 
+/// Reading and scaling gradient buffers in place: what clipping needs and dfdx
+/// has no public op for (its tensors and gradient buffers are only reachable
+/// through kernels). The default methods work on any device through tensor ops;
+/// the CPU overrides them with single passes over the buffers.
+pub trait GradOps: dfdx::tensor_ops::Device<f32> + dfdx::tensor::Cache {
+    /// Sum of squares of `p`'s gradient, in f64.
+    fn grad_sum_squares(grads: &mut Gradients<f32, Self>, p: &Tensor<(usize,), f32, Self>) -> f64 {
+        grads.get(p).square().sum::<Rank0, _>().as_vec()[0] as f64
+    }
+
+    /// Multiplies `p`'s gradient by `c` in place.
+    fn scale_grad(
+        grads: &mut Gradients<f32, Self>,
+        p: &Tensor<(usize,), f32, Self>,
+        c: f32,
+    ) -> Result<(), String>;
+}
+
+impl GradOps for Cpu {
+    fn grad_sum_squares(grads: &mut Gradients<f32, Self>, p: &Tensor<(usize,), f32, Self>) -> f64 {
+        let g = grads.get_or_alloc_mut(p).expect("cpu allocation");
+        // Sequential f64 sum: the same value whatever the thread count.
+        g.iter().map(|&x| (x as f64) * (x as f64)).sum()
+    }
+
+    fn scale_grad(
+        grads: &mut Gradients<f32, Self>,
+        p: &Tensor<(usize,), f32, Self>,
+        c: f32,
+    ) -> Result<(), String> {
+        let g = grads.get_or_alloc_mut(p).map_err(|e| e.to_string())?;
+        g.iter_mut().for_each(|x| *x *= c);
+        Ok(())
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl GradOps for dfdx::tensor::Cuda {
+    /// Through the host: clipping fires on few steps, and dfdx exposes no
+    /// elementwise kernel over a raw gradient buffer.
+    fn scale_grad(
+        grads: &mut Gradients<f32, Self>,
+        p: &Tensor<(usize,), f32, Self>,
+        c: f32,
+    ) -> Result<(), String> {
+        let g = grads.get_or_alloc_mut(p).map_err(|e| format!("{e:?}"))?;
+        let dev = g.device();
+        let mut host = dev.dtoh_sync_copy(g).map_err(|e| format!("{e:?}"))?;
+        host.iter_mut().for_each(|x| *x *= c);
+        dev.htod_sync_copy_into(&host, g)
+            .map_err(|e| format!("{e:?}"))
+    }
+}
+
+/// Global L2 norm of the gradients of `params`, summed on the host in parameter
+/// order in f64, so it does not depend on thread scheduling.
+pub fn grad_norm<D: Backend>(params: &Params<D>, grads: &mut Gradients<f32, D>) -> f64 {
+    params
+        .iter()
+        .map(|p| D::grad_sum_squares(grads, &p.value))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// AdamW through dfdx's fused Adam kernel; moments live in `Gradients` stores
+/// keyed by the parameters' ids, which stay fixed because updates are in place.
+pub struct AdamW<D: Backend> {
+    pub config: AdamWConfig,
+    m: Gradients<f32, D>,
+    v: Gradients<f32, D>,
+    t: i32,
+}
+
 impl<D: Backend> AdamW<D> {
     pub fn new(config: AdamWConfig, params: &Params<D>) -> Self {
-        let zeros = |p: &super::params::Param<D>| params.device().zeros_like(&(p.numel(),));
         AdamW {
+            config,
+            m: params.alloc_grads(),
+            v: params.alloc_grads(),
+            t: 0,
+        }
+    }
+
+    /// Applies one update with learning rate `lr`. `grads` must hold a slot for
+    /// every parameter ([`Params::tape`]). Returns `None`, leaving everything
+    /// unchanged, when the gradient norm is not finite.
+    pub fn step(
+        &mut self,
+        params: &mut Params<D>,
+        grads: &mut Gradients<f32, D>,
+        lr: f64,
+    ) -> Result<Option<StepInfo>, String> {
+        let cfg = self.config;
+        let norm = grad_norm(params, grads);
+        if !norm.is_finite() {
+            return Ok(None);
+        }
+        let clip = cfg.clip_factor(norm);
+        self.t += 1;
+        for i in 0..params.len() {
+            let p = params.get(ParamId(i));
+            if clip != 1.0 {
+                D::scale_grad(grads, &p.value, clip)?;
+            }
+            let adam = AdamConfig {
+                lr,
+                betas: cfg.betas,
+                eps: cfg.eps,
+                weight_decay: (p.role.decays() && cfg.weight_decay > 0.0)
+                    .then_some(WeightDecay::Decoupled(cfg.weight_decay)),
+            };
+            let m = self
+                .m
+                .get_or_alloc_mut(&p.value)
+                .map_err(|e| format!("{e:?}"))?;
+            let v = self
+                .v
+                .get_or_alloc_mut(&p.value)
+                .map_err(|e| format!("{e:?}"))?;
+            let g = grads
+                .get_or_alloc_mut(&p.value)
+                .map_err(|e| format!("{e:?}"))?;
+            adam.try_update(self.t, params.value_mut(i), m, v, g)
+                .map_err(|e| format!("{e:?}"))?;
+        }
+        Ok(Some(StepInfo { grad_norm: norm }))
+    }
+}
+
+/// The same AdamW as a chain of dfdx tensor ops (the reference implementation).
+pub struct TensorOpAdamW<D: Backend> {
+    pub config: AdamWConfig,
+    m: Vec<Tensor<(usize,), f32, D>>,
+    v: Vec<Tensor<(usize,), f32, D>>,
+    t: i32,
+}
+
+impl<D: Backend> TensorOpAdamW<D> {
+    pub fn new(config: AdamWConfig, params: &Params<D>) -> Self {
+        let zeros = |p: &super::params::Param<D>| params.device().zeros_like(&(p.numel(),));
+        TensorOpAdamW {
             config,
             m: params.iter().map(zeros).collect(),
             v: params.iter().map(zeros).collect(),
@@ -62,43 +211,30 @@ impl<D: Backend> AdamW<D> {
         }
     }
 
-    /// Global L2 norm of the gradients of `params`. Each tensor's sum of squares is
-    /// reduced on the device, then summed on the host in parameter order in f64, so
-    /// the result does not depend on thread scheduling.
-    pub fn grad_norm(params: &Params<D>, grads: &Gradients<f32, D>) -> f64 {
-        params
-            .iter()
-            .map(|p| grads.get(&p.value).square().sum::<Rank0, _>().as_vec()[0] as f64)
-            .sum::<f64>()
-            .sqrt()
-    }
-
-    /// Applies one update with learning rate `lr`, replacing every parameter's
-    /// tensor. `grads` must hold a slot for every parameter
-    /// ([`Params::alloc_grads`]). Returns `None`, leaving everything unchanged,
-    /// when the gradient norm is not finite.
+    /// As [`AdamW::step`]; parameters get new tensors (and ids).
     pub fn step(
         &mut self,
         params: &mut Params<D>,
-        grads: &Gradients<f32, D>,
+        grads: &mut Gradients<f32, D>,
         lr: f64,
     ) -> Option<StepInfo> {
         let cfg = self.config;
-        let grad_norm = Self::grad_norm(params, grads);
-        if !grad_norm.is_finite() {
+        let norm = params
+            .iter()
+            .map(|p| grads.get(&p.value).square().sum::<Rank0, _>().as_vec()[0] as f64)
+            .sum::<f64>()
+            .sqrt();
+        if !norm.is_finite() {
             return None;
         }
+        let clip = cfg.clip_factor(norm);
         self.t += 1;
-        let clip = match cfg.grad_clip {
-            Some(max) if grad_norm > max => (max / (grad_norm + 1e-6)) as f32,
-            _ => 1.0,
-        };
         let [b1, b2] = cfg.betas;
         let bc1 = 1.0 - b1.powi(self.t);
         let bc2 = 1.0 - b2.powi(self.t);
         let dev = params.device().clone();
         for i in 0..params.len() {
-            let p = params.get(super::params::ParamId(i));
+            let p = params.get(ParamId(i));
             let decay = if p.role.decays() {
                 cfg.weight_decay
             } else {
@@ -125,6 +261,6 @@ impl<D: Backend> AdamW<D> {
             self.m[i] = m;
             self.v[i] = v;
         }
-        Some(StepInfo { grad_norm })
+        Some(StepInfo { grad_norm: norm })
     }
 }

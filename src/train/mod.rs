@@ -33,10 +33,11 @@ pub use params::{ParamId, Params, Role};
 
 /// The dfdx devices training runs on: `Cpu`, and `Cuda` with the `cuda` feature.
 /// `Cache` lets the trainer turn on dfdx's allocation cache, which reuses buffers
-/// between steps instead of returning them to the allocator.
-pub trait Backend: dfdx::tensor_ops::Device<f32> + dfdx::tensor::Cache {}
+/// between steps instead of returning them to the allocator; [`adamw::GradOps`]
+/// gives clipping access to gradient buffers.
+pub trait Backend: adamw::GradOps {}
 
-impl<D: dfdx::tensor_ops::Device<f32> + dfdx::tensor::Cache> Backend for D {}
+impl<D: adamw::GradOps> Backend for D {}
 
 /// Why training or evaluation could not proceed (a diverging loss is not an error:
 /// it is a result, see [`trainer::Status`]).

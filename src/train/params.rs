@@ -170,6 +170,11 @@ impl<D: Backend> Params<D> {
         self.entries.is_empty()
     }
 
+    /// Parameter `i`'s tensor, for an in-place update (its id stays the same).
+    pub fn value_mut(&mut self, i: usize) -> &mut Tensor<(usize,), f32, D> {
+        &mut self.entries[i].value
+    }
+
     /// Moves parameter `i`'s tensor out (leaving an empty one until [`Params::set`]
     /// puts the update back), so the update owns the buffer and can reuse it.
     pub fn take(&mut self, i: usize) -> Tensor<(usize,), f32, D> {

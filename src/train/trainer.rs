@@ -151,10 +151,14 @@ pub fn train<D: Backend>(
 
         let (loss, _) = model.loss(&params, &batch, params.tape());
         let loss_value = loss.as_vec()[0];
-        let grads = loss.backward();
+        let mut grads = loss.backward();
         // A non-finite loss or gradient stops the run before the update, so the
         // checkpoint holds the last finite parameters.
-        let applied = loss_value.is_finite() && opt.step(&mut params, &grads, lr).is_some();
+        let applied = loss_value.is_finite()
+            && opt
+                .step(&mut params, &mut grads, lr)
+                .map_err(TrainError::Device)?
+                .is_some();
         drop(grads);
         curve.push(CurvePoint {
             step,
