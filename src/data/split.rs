@@ -181,12 +181,17 @@ impl SplitSpec {
 }
 
 /// The training subset size: `n` if given (checked against the pool), else the
-/// whole training pool.
-pub fn train_size(n: Option<u64>, sizes: &SplitSizes, unit: &str) -> Result<usize, String> {
+/// whole training pool. `key` names the parameter (`n`, `tokens`) in errors.
+pub fn train_size(
+    n: Option<u64>,
+    sizes: &SplitSizes,
+    key: &str,
+    unit: &str,
+) -> Result<usize, String> {
     match n {
         None => Ok(sizes.train_pool),
         Some(n) if n as usize > sizes.train_pool => Err(format!(
-            "n = {n} training {unit} requested but the training pool holds only {} (after {} validation and {} test)",
+            "{key} = {n} training {unit} requested but the training pool holds only {} (after {} validation and {} test)",
             sizes.train_pool, sizes.val, sizes.test
         )),
         Some(n) => Ok(n as usize),
@@ -300,9 +305,9 @@ mod tests {
             test: 1,
             train_pool: 8,
         };
-        assert_eq!(train_size(None, &sizes, "examples").unwrap(), 8);
-        assert_eq!(train_size(Some(3), &sizes, "examples").unwrap(), 3);
-        assert!(train_size(Some(9), &sizes, "examples")
+        assert_eq!(train_size(None, &sizes, "n", "examples").unwrap(), 8);
+        assert_eq!(train_size(Some(3), &sizes, "n", "examples").unwrap(), 3);
+        assert!(train_size(Some(9), &sizes, "n", "examples")
             .unwrap_err()
             .contains("only 8"));
     }

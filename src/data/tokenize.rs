@@ -55,7 +55,7 @@ impl WordVocab {
         }
         let mut ranked: Vec<(String, u64)> = counts.into_iter().collect();
         // BTreeMap order makes ties fall back to the word itself.
-        ranked.sort_by(|a, b| b.1.cmp(&a.1));
+        ranked.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
         ranked.truncate(max_vocab.saturating_sub(2));
         let words: Vec<String> = ranked.into_iter().map(|(w, _)| w).collect();
         let ids = words

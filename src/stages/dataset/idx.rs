@@ -190,7 +190,7 @@ impl Stage for IdxStage {
             .split
             .resolve(count)
             .map_err(|m| DataError::invalid(&self.images.path, m))?;
-        let n = train_size(self.n, &sizes, "examples")
+        let n = train_size(self.n, &sizes, "n", "examples")
             .map_err(|m| DataError::invalid(&self.images.path, m))?;
         let sub = nested_subsample(count, &sizes, n, self.seed);
         ctx.progress(1, 2, "writing splits");

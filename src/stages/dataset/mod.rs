@@ -27,7 +27,7 @@ const PROGRESS_EVERY: usize = 1 << 14;
 
 /// Calls `ctx.progress` every [`PROGRESS_EVERY`] items and stops on Ctrl-C.
 fn tick(ctx: &StageContext, pos: usize, len: usize, message: &str) -> Result<(), StageError> {
-    if pos % PROGRESS_EVERY == 0 || pos == len {
+    if pos.is_multiple_of(PROGRESS_EVERY) || pos == len {
         if ctx.cancelled() {
             return Err(StageError::Cancelled);
         }

@@ -63,6 +63,9 @@ struct Params {
     seed: u64,
 }
 
+/// Turns one text into token ids.
+type Encoder = Box<dyn Fn(&str) -> Vec<u32>>;
+
 /// Text-column settings.
 #[derive(Debug, Clone)]
 struct TextColumn {
@@ -519,7 +522,7 @@ impl Stage for TableStage {
         ctx.progress(1, 3, "encoding");
         let pool = df.height();
         let sizes = self.split.resolve(pool).map_err(|m| self.invalid(m))?;
-        let n = train_size(self.n, &sizes, "examples").map_err(|m| self.invalid(m))?;
+        let n = train_size(self.n, &sizes, "n", "examples").map_err(|m| self.invalid(m))?;
         // The whole training pool in order; the training set is its first n rows.
         let sub = nested_subsample(pool, &sizes, sizes.train_pool, self.seed);
         let (targets, class_names) = self.labels(&df)?;
@@ -533,7 +536,7 @@ impl Stage for TableStage {
             }
             Some(text) => {
                 let texts = self.texts(&df, &text.column)?;
-                let (encode, vocab): (Box<dyn Fn(&str) -> Vec<u32>>, usize) = match text.tokenizer {
+                let (encode, vocab): (Encoder, usize) = match text.tokenizer {
                     Tokenizer::Byte => (Box::new(byte_ids), 257),
                     Tokenizer::Word => {
                         // Built from the training pool only (never from held-out

@@ -299,7 +299,8 @@ impl Stage for TextStage {
             test: sub.test.iter().map(|&b| block_len(b)).sum(),
             train_pool: pool_tokens,
         };
-        let d = train_size(self.tokens, &token_sizes, "tokens").map_err(StageError::msg)?;
+        let d =
+            train_size(self.tokens, &token_sizes, "tokens", "tokens").map_err(StageError::msg)?;
 
         for (split, blocks, limit) in [
             (Split::Train, &sub.train, d),
