@@ -6,7 +6,7 @@
 //! eye reads size from colour across figures; fitted curves take the colour of
 //! the runs they describe.
 
-use super::gather::{group_by, Gathered, Prediction, RunRow};
+use super::gather::{group_at_most, group_by, Gathered, Prediction, RunRow};
 use super::law::{log_space, Law};
 use super::numfmt::sci;
 use super::plot::{categorical, sequential, Chart, Series, Shape, DARK, GREY, HIGHLIGHT};
@@ -75,6 +75,18 @@ pub fn figures(g: &Gathered, labels: &Labels) -> Vec<Figure> {
     out.into_iter().filter(|f| f.chart.has_data()).collect()
 }
 
+/// Most series (colours) a figure shows before it bins runs by size.
+const MAX_SERIES: usize = 8;
+
+/// `=` for exact groups, `≈` for bins.
+fn eq(binned: bool) -> &'static str {
+    if binned {
+        "≈"
+    } else {
+        "="
+    }
+}
+
 /// Reads one quantity of a run.
 type Getter = fn(&RunRow) -> Option<f64>;
 
@@ -103,7 +115,7 @@ fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
         .enumerate()
         .filter_map(|(i, r)| Some((i, get_group(r)?)))
         .collect();
-    let groups = group_by(&keyed);
+    let (groups, binned) = group_at_most(&keyed, MAX_SERIES);
     // Every run shares one value of the other variable? Then one series.
     let xs: Vec<f64> = runs.iter().filter_map(|r| get_x(r)).collect();
     let distinct_x = group_by(&xs.iter().copied().enumerate().collect::<Vec<_>>()).len();
@@ -131,7 +143,7 @@ fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
             .collect();
         let other = if x == Variable::N { "D" } else { "N" };
         chart.series.push(Series::points(
-            Some(format!("{other} = {}", sci(*value))),
+            Some(format!("{other} {} {}", eq(binned), sci(*value))),
             colour,
             Shape::Dot,
             pts,
@@ -221,14 +233,14 @@ fn loss_vs_c(g: &Gathered, labels: &Labels) -> Option<Figure> {
         .enumerate()
         .filter_map(|(i, r)| Some((i, r.n?)))
         .collect();
-    let groups = group_by(&keyed);
+    let (groups, binned) = group_at_most(&keyed, MAX_SERIES);
     for (gi, (n, members)) in groups.iter().enumerate() {
         let pts = members
             .iter()
             .filter_map(|&i| Some((runs[i].c?, runs[i].loss?)))
             .collect();
         chart.series.push(Series::points(
-            Some(format!("N = {}", sci(*n))),
+            Some(format!("N {} {}", eq(binned), sci(*n))),
             sequential(gi, groups.len()),
             Shape::Dot,
             pts,
@@ -436,7 +448,7 @@ fn curves(g: &Gathered, labels: &Labels) -> Option<Figure> {
         return None;
     }
     let keyed: Vec<(usize, f64)> = g.curves.iter().enumerate().map(|(i, c)| (i, c.n)).collect();
-    let groups = group_by(&keyed);
+    let (groups, binned) = group_at_most(&keyed, MAX_SERIES);
     let mut chart = Chart::new(
         "Training loss curves",
         "training step",
@@ -446,7 +458,7 @@ fn curves(g: &Gathered, labels: &Labels) -> Option<Figure> {
     for (gi, (n, members)) in groups.iter().enumerate() {
         let colour = sequential(gi, groups.len());
         for (k, &i) in members.iter().enumerate() {
-            let label = (k == 0).then(|| format!("N = {}", sci(*n)));
+            let label = (k == 0).then(|| format!("N {} {}", eq(binned), sci(*n)));
             chart.series.push(Series::line(
                 label,
                 colour,

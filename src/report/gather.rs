@@ -445,6 +445,33 @@ pub fn group_by(values: &[(usize, f64)]) -> Vec<(f64, Vec<usize>)> {
         .collect()
 }
 
+/// Like [`group_by`], but when there are more than `max` groups the values are
+/// binned instead into `max` bins of equal width in log space (empty bins
+/// dropped), so a plot of runs at scattered sizes keeps a readable number of
+/// series. The flag says whether binning happened (labels then say `≈`).
+pub fn group_at_most(values: &[(usize, f64)], max: usize) -> (Vec<(f64, Vec<usize>)>, bool) {
+    let groups = group_by(values);
+    if groups.len() <= max || max == 0 {
+        return (groups, false);
+    }
+    let (lo, hi) = (groups[0].0.ln(), groups[groups.len() - 1].0.ln());
+    let mut bins: Vec<Vec<usize>> = vec![Vec::new(); max];
+    let mut logs: Vec<f64> = vec![0.0; max];
+    for &(i, v) in values.iter().filter(|(_, v)| v.is_finite() && *v > 0.0) {
+        let t = (v.ln() - lo) / (hi - lo);
+        let k = ((t * max as f64) as usize).min(max - 1);
+        bins[k].push(i);
+        logs[k] += v.ln();
+    }
+    let binned = bins
+        .into_iter()
+        .zip(logs)
+        .filter(|(members, _)| !members.is_empty())
+        .map(|(members, s)| ((s / members.len() as f64).exp(), members))
+        .collect();
+    (binned, true)
+}
+
 /// Per-train-id lookup of rows.
 pub fn by_train_id(runs: &[RunRow]) -> BTreeMap<&str, &RunRow> {
     runs.iter()
@@ -463,6 +490,19 @@ mod tests {
         assert_eq!(g[0].1, vec![0, 1]);
         assert!((g[0].0 - (1000.0f64 * 1010.0).sqrt()).abs() < 1e-6);
         assert_eq!(g[1].1, vec![2]);
+    }
+
+    #[test]
+    fn many_groups_are_binned_in_log_space() {
+        let values: Vec<(usize, f64)> =
+            (0..100).map(|i| (i, 10f64.powf(i as f64 / 33.0))).collect();
+        let (few, binned) = group_at_most(&values[..3], 8);
+        assert!(!binned && few.len() == 3);
+        let (bins, binned) = group_at_most(&values, 4);
+        assert!(binned);
+        assert_eq!(bins.len(), 4);
+        assert_eq!(bins.iter().map(|b| b.1.len()).sum::<usize>(), 100);
+        assert!(bins.windows(2).all(|w| w[0].0 < w[1].0));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! command = "scalepipe run pipelines/quickstart.toml"
 //! reference_e = 0.25                  # optional: the true E, if the inputs don't declare it
 //! loss_unit = "MSE"                   # optional: when the inputs don't say
+//! d_unit = "tokens"                   # optional: what D counts, likewise
 //! ```
 
 use std::path::Path;
@@ -49,6 +50,9 @@ struct ReportParams {
     /// The loss's unit for axis labels, overriding the one read from the task.
     #[serde(default)]
     loss_unit: Option<String>,
+    /// What D counts (`tokens`, `examples`), overriding the runs' `d_unit`.
+    #[serde(default)]
+    d_unit: Option<String>,
 }
 
 /// A configured report stage.
@@ -58,6 +62,7 @@ struct ReportStage {
     command: String,
     reference_e: Option<f64>,
     loss_unit: Option<String>,
+    d_unit: Option<String>,
 }
 
 fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stage>, ParamError> {
@@ -82,6 +87,7 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stag
             .unwrap_or_else(|| "scalepipe run <pipeline file>".into()),
         reference_e: p.reference_e,
         loss_unit: p.loss_unit,
+        d_unit: p.d_unit,
     }))
 }
 
@@ -103,7 +109,11 @@ impl Stage for ReportStage {
                 RunSource::Train => "final training".into(),
                 RunSource::FitTable => String::new(),
             },
-            d_unit: g.d_unit.clone().unwrap_or_else(|| "examples".into()),
+            d_unit: self
+                .d_unit
+                .clone()
+                .or_else(|| g.d_unit.clone())
+                .unwrap_or_else(|| "examples".into()),
         };
 
         let out = ctx.out_dir();
