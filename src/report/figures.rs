@@ -476,6 +476,7 @@ fn curves(g: &Gathered, labels: &Labels) -> Option<Figure> {
 
 /// Averages a noisy curve within `bins` log-spaced windows of `step + 1`.
 pub fn smooth(points: &[(f64, f64)], bins: usize) -> Vec<(f64, f64)> {
+    let bins = bins.max(1);
     let finite: Vec<(f64, f64)> = points
         .iter()
         .map(|&(s, l)| (s + 1.0, l))
@@ -486,29 +487,25 @@ pub fn smooth(points: &[(f64, f64)], bins: usize) -> Vec<(f64, f64)> {
     };
     let width = last.ln() / bins as f64;
     let mut out: Vec<(f64, f64)> = Vec::new();
-    let mut acc: Option<(usize, f64, f64, usize)> = None;
+    let (mut current, mut steps, mut losses, mut count) = (None, 0.0, 0.0, 0usize);
     for (s, l) in finite {
+        // The last step would open a window of its own; it joins the last one.
         let bin = if width > 0.0 {
-            (s.ln() / width) as usize
+            ((s.ln() / width) as usize).min(bins - 1)
         } else {
             0
         };
-        match &mut acc {
-            Some((b, ss, ls, k)) if *b == bin => {
-                *ss += s;
-                *ls += l;
-                *k += 1;
-            }
-            _ => {
-                if let Some((_, ss, ls, k)) = acc.take() {
-                    out.push((ss / k as f64, ls / k as f64));
-                }
-                acc = Some((bin, s, l, 1));
-            }
+        if current != Some(bin) && count > 0 {
+            out.push((steps / count as f64, losses / count as f64));
+            (steps, losses, count) = (0.0, 0.0, 0);
         }
+        current = Some(bin);
+        steps += s;
+        losses += l;
+        count += 1;
     }
-    if let Some((_, ss, ls, k)) = acc {
-        out.push((ss / k as f64, ls / k as f64));
+    if count > 0 {
+        out.push((steps / count as f64, losses / count as f64));
     }
     out
 }
