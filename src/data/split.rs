@@ -169,7 +169,7 @@ impl SplitSpec {
             Some(Amount::Count(c)) => Ok(c as usize),
             Some(Amount::Fraction(_)) => Err(ParamError::at(
                 format!("split.{key}"),
-                format!("{kind} generates its data, so the held-out sets are counts (e.g. {key} = 1000), not fractions: a fraction of `n` would change them as `n` is swept"),
+                format!("{kind} generates its data, so the held-out sets are counts (e.g. {key} = 1000), not fractions: a fraction of the training size would change them as it is swept"),
             )),
         }
         };

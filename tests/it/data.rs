@@ -829,3 +829,60 @@ fn idx_bad_files_are_reported() {
     let err = run_err("dataset.idx", &p("good-images", "absent"), base);
     assert_contains(&err, &["labels", "absent", "does not exist"]);
 }
+
+/// Through the engine: editing a CSV re-runs the stage that reads it and what
+/// depends on it, and nothing else.
+#[test]
+fn editing_an_input_file_reruns_only_the_affected_stages() {
+    let ws = crate::harness::Workspace::new();
+    let mut csv = String::from("a,b,y\n");
+    for i in 0..60 {
+        csv.push_str(&format!("{i},{},{}\n", i % 7, i * 2));
+    }
+    ws.write("data/table.csv", &csv);
+    ws.write(
+        "p.toml",
+        r#"
+[pipeline]
+name = "edit"
+seed = 1
+
+[stages.table]
+kind = "dataset.csv"
+path = "data/table.csv"
+label = "y"
+task = "regression"
+sweep = { n = [10, 20] }
+
+[stages.rows]
+kind = "command"
+inputs = ["table"]
+foreach = ["table"]
+cmd = "echo counted > rows.txt"
+
+[stages.lm]
+kind = "dataset.markov_text"
+vocab = 8
+order = 1
+zipf = 1.1
+tokens = 2000
+"#,
+    );
+    let first = ws.run(&["run", "p.toml", "--json"]).success().json();
+    assert_eq!(crate::harness::ids(&first, "executed").len(), 5, "{first}");
+
+    csv.push_str("60,4,120\n");
+    ws.write("data/table.csv", &csv);
+    let plan = ws.run(&["plan", "p.toml"]).success();
+    assert!(
+        plan.stdout.contains("file changed: data/table.csv"),
+        "{}",
+        plan.stdout
+    );
+    let second = ws.run(&["run", "p.toml", "--json"]).success().json();
+    assert_eq!(
+        crate::harness::ids(&second, "executed"),
+        vec!["rows[n=10]", "rows[n=20]", "table[n=10]", "table[n=20]"]
+    );
+    assert_eq!(crate::harness::ids(&second, "cached"), vec!["lm"]);
+}
