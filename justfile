@@ -6,7 +6,7 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 default:
     @just --list
 
-# Run a pipeline, e.g. `just run pipelines/hello.toml --jobs 2`.
+# Run a pipeline, e.g. `just run pipelines/quickstart.toml --jobs 2`.
 run file *args:
     cargo run --release -- run {{file}} {{args}}
 

@@ -13,6 +13,7 @@ pub mod executor;
 pub mod fit;
 pub mod graph;
 pub mod pipeline;
+pub mod report;
 pub mod reporter;
 pub mod stages;
 pub mod store;

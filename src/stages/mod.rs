@@ -11,6 +11,7 @@ mod context;
 pub mod dataset;
 pub mod eval;
 pub mod fit;
+pub mod report;
 pub mod train;
 
 pub use context::{InputRef, StageContext};
@@ -166,6 +167,7 @@ pub fn kinds() -> &'static [Kind] {
         train::KIND,
         eval::KIND,
         fit::KIND,
+        report::KIND,
     ];
     KINDS
 }
@@ -200,4 +202,18 @@ pub fn parse_params<P: DeserializeOwned>(table: &toml::Table) -> Result<P, Param
         let message = inner.lines().next().unwrap_or_default().to_string();
         ParamError { key, message }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_are_unique() {
+        let mut names: Vec<&str> = kinds().iter().map(|k| k.name).collect();
+        let count = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), count, "a kind is registered twice");
+    }
 }

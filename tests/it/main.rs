@@ -7,4 +7,5 @@ mod engine;
 mod fit;
 mod harness;
 mod malformed;
+mod report;
 mod train;
