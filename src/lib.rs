@@ -2,9 +2,22 @@
 //!
 //! A pipeline file describes stages (datasets, training, evaluation, fits,
 //! reports, arbitrary commands) and sweeps over their parameters. The engine
-//! expands sweeps into stage instances, resolves them into a DAG, fingerprints each
-//! instance, and runs what the content-addressed store does not already hold.
+//! expands sweeps into stage instances ([`graph::Plan`]), fingerprints each one,
+//! and runs what the content-addressed store ([`store::Store`]) does not already
+//! hold, in parallel ([`executor::Executor`]). See ARCHITECTURE.md.
 
+pub mod cli;
 pub mod data;
+pub mod error;
+pub mod executor;
+pub mod fit;
+pub mod graph;
+pub mod pipeline;
+pub mod reporter;
 pub mod stages;
+pub mod store;
 pub mod train;
+pub mod workspace;
+
+pub use error::Error;
+pub use workspace::{RunOptions, Workspace};

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `scalepipe` binary: all logic lives in the library.
+
+fn main() {
+    std::process::exit(scalepipe::cli::main());
+}

@@ -7,11 +7,18 @@
 //! `t0..t{L-1}` for a text column) and a label column `y` (f32 for regression, u32
 //! class index for classification). Token streams (`dataset.markov_text`,
 //! `dataset.text`) are `train.bin`, `val.bin`, `test.bin`: little-endian u32 token
-//! ids, documents concatenated.
+//! ids, documents concatenated, with `{split}.offsets.bin` (u64 starts of the
+//! split's contiguous pieces). Table loaders also write `source.parquet`, the
+//! input table with its original column names.
+//!
+//! The `io` module (re-exported here) reads and writes these files; [`split`] and [`subsample`] are the
+//! `split` parameter and the seeded nested subsampling every dataset kind shares;
+//! [`tokenize`] turns text into ids.
 
 mod io;
 pub mod split;
 pub mod subsample;
+pub mod tokenize;
 
 pub use io::{
     hash_file, meta_path, offsets_path, read_meta, read_offsets, read_parquet, read_table,

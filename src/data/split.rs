@@ -169,7 +169,7 @@ impl SplitSpec {
             Some(Amount::Count(c)) => Ok(c as usize),
             Some(Amount::Fraction(_)) => Err(ParamError::at(
                 format!("split.{key}"),
-                format!("{kind} generates its data, so the held-out sets are counts (e.g. {key} = 1000), not fractions: a fraction of `n` would change them as `n` is swept"),
+                format!("{kind} generates its data, so the held-out sets are counts (e.g. {key} = 1000), not fractions: a fraction of the training size would change them as it is swept"),
             )),
         }
         };
@@ -181,15 +181,57 @@ impl SplitSpec {
 }
 
 /// The training subset size: `n` if given (checked against the pool), else the
-/// whole training pool.
-pub fn train_size(n: Option<u64>, sizes: &SplitSizes, unit: &str) -> Result<usize, String> {
+/// whole training pool. `key` names the parameter (`n`, `tokens`) in errors.
+pub fn train_size(
+    n: Option<u64>,
+    sizes: &SplitSizes,
+    key: &str,
+    unit: &str,
+) -> Result<usize, String> {
     match n {
         None => Ok(sizes.train_pool),
         Some(n) if n as usize > sizes.train_pool => Err(format!(
-            "n = {n} training {unit} requested but the training pool holds only {} (after {} validation and {} test)",
+            "{key} = {n} training {unit} requested but the training pool holds only {} (after {} validation and {} test)",
             sizes.train_pool, sizes.val, sizes.test
         )),
         Some(n) => Ok(n as usize),
+    }
+}
+
+/// A size parameter (`n`, `tokens`): a whole number, written as an integer or as a
+/// float such as `1e5` (sweeps over data sizes are often written that way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count(pub u64);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CountVisitor;
+        impl Visitor<'_> for CountVisitor {
+            type Value = Count;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a whole number >= 1 (such as 1000 or 1e3)")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Count, E> {
+                if v == 0 {
+                    return Err(E::invalid_value(de::Unexpected::Unsigned(v), &self));
+                }
+                Ok(Count(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Count, E> {
+                match u64::try_from(v) {
+                    Ok(u) => self.visit_u64(u),
+                    Err(_) => Err(E::invalid_value(de::Unexpected::Signed(v), &self)),
+                }
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Count, E> {
+                if v >= 1.0 && v.fract() == 0.0 && v < 2f64.powi(53) {
+                    Ok(Count(v as u64))
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Float(v), &self))
+                }
+            }
+        }
+        deserializer.deserialize_any(CountVisitor)
     }
 }
 
@@ -243,15 +285,29 @@ mod tests {
     }
 
     #[test]
+    fn counts_accept_whole_floats() {
+        #[derive(Deserialize)]
+        struct P {
+            n: Count,
+        }
+        let p: P = toml::from_str("n = 1e3").unwrap();
+        assert_eq!(p.n, Count(1000));
+        let p: P = toml::from_str("n = 250").unwrap();
+        assert_eq!(p.n, Count(250));
+        assert!(toml::from_str::<P>("n = 2.5").is_err());
+        assert!(toml::from_str::<P>("n = 0").is_err());
+    }
+
+    #[test]
     fn n_must_fit_the_pool() {
         let sizes = SplitSizes {
             val: 1,
             test: 1,
             train_pool: 8,
         };
-        assert_eq!(train_size(None, &sizes, "examples").unwrap(), 8);
-        assert_eq!(train_size(Some(3), &sizes, "examples").unwrap(), 3);
-        assert!(train_size(Some(9), &sizes, "examples")
+        assert_eq!(train_size(None, &sizes, "n", "examples").unwrap(), 8);
+        assert_eq!(train_size(Some(3), &sizes, "n", "examples").unwrap(), 3);
+        assert!(train_size(Some(9), &sizes, "n", "examples")
             .unwrap_err()
             .contains("only 8"));
     }

@@ -19,6 +19,7 @@ pub const KIND: Kind = Kind {
     name: "command",
     version: 1,
     takes_seed: false,
+    maps_inputs: false,
     configure,
 };
 

@@ -43,6 +43,7 @@ pub struct StageContext<'a> {
 
 impl<'a> StageContext<'a> {
     /// Builds a context; the engine does this, and tests of single stages may too.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: &'a str,
         out_dir: &'a Path,

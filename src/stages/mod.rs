@@ -8,7 +8,9 @@
 
 pub mod command;
 mod context;
+pub mod dataset;
 pub mod eval;
+pub mod fit;
 pub mod train;
 
 pub use context::{InputRef, StageContext};
@@ -133,6 +135,7 @@ impl ConfigureContext<'_> {
 type ConfigureFn = fn(&toml::Table, &ConfigureContext) -> Result<Box<dyn Stage>, ParamError>;
 
 /// A built-in stage kind.
+#[derive(Debug)]
 pub struct Kind {
     /// The name written in pipeline files.
     pub name: &'static str,
@@ -142,13 +145,28 @@ pub struct Kind {
     /// Whether the kind takes a `seed` parameter; if the stage does not set one, the
     /// pipeline's seed is filled in (and so enters the fingerprint).
     pub takes_seed: bool,
+    /// Whether the stage runs once per instance of each input (`train` reads one
+    /// dataset) rather than receiving all of them (`fit` gathers every run).
+    /// Other kinds can ask for it per input with `foreach = ["stage"]`.
+    pub maps_inputs: bool,
     /// Parses and validates resolved parameters.
     pub configure: ConfigureFn,
 }
 
 /// Every built-in kind.
 pub fn kinds() -> &'static [Kind] {
-    static KINDS: &[Kind] = &[command::KIND, train::KIND, eval::KIND];
+    static KINDS: &[Kind] = &[
+        command::KIND,
+        dataset::teacher::KIND,
+        dataset::markov_text::KIND,
+        dataset::csv::KIND,
+        dataset::parquet::KIND,
+        dataset::text::KIND,
+        dataset::idx::KIND,
+        fit::KIND,
+        train::KIND,
+        eval::KIND,
+    ];
     KINDS
 }
 
@@ -171,6 +189,10 @@ pub fn parse_params<P: DeserializeOwned>(table: &toml::Table) -> Result<P, Param
             .map(str::to_string);
         let key = match (unknown, path.as_str()) {
             (Some(field), "." | "") => Some(field),
+            // serde_path_to_error's path already ends with the unknown field.
+            (Some(field), p) if p == field || p.ends_with(&format!(".{field}")) => {
+                Some(p.to_string())
+            }
             (Some(field), p) => Some(format!("{p}.{field}")),
             (None, "." | "") => None,
             (None, p) => Some(p.to_string()),

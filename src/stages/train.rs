@@ -31,6 +31,7 @@ pub const KIND: Kind = Kind {
     name: "train",
     version: 1,
     takes_seed: true,
+    maps_inputs: true,
     configure,
 };
 

@@ -1,1 +1,10 @@
+//! Integration tests: one binary (one link of the big dependency tree), one
+//! module per area. They drive the real `scalepipe` binary in temporary
+//! workspaces through the small builder in `harness`.
+
+mod data;
+mod engine;
+mod fit;
+mod harness;
+mod malformed;
 mod train;

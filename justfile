@@ -1,0 +1,28 @@
+# scalepipe tasks. Every recipe uses the release profile, so nothing compiles twice.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# List recipes.
+default:
+    @just --list
+
+# Run a pipeline, e.g. `just run pipelines/hello.toml --jobs 2`.
+run file *args:
+    cargo run --release -- run {{file}} {{args}}
+
+# Show what a run would do and why.
+plan file *args:
+    cargo run --release -- plan {{file}} {{args}}
+
+# The whole test suite (what CI runs).
+test *args:
+    cargo test --release {{args}}
+
+# Format and lint.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --release --all-targets -- -D warnings
+
+# Engine overhead: plan and no-op run of a 10,000-instance pipeline.
+bench-engine *args:
+    bash bench/engine/bench.sh {{args}}

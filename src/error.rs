@@ -1,0 +1,46 @@
+//! The top-level error type and its exit codes.
+
+use crate::pipeline::Diagnostic;
+
+/// Everything that can end a scalepipe command unsuccessfully.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The pipeline file is invalid: exit 2, nothing was changed.
+    #[error("{0}")]
+    Pipeline(Box<Diagnostic>),
+    /// Bad command-line usage: exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// The workspace could not be read or written.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// One or more stage instances failed: exit 1.
+    #[error("{failed} stage instance(s) failed")]
+    StagesFailed { failed: usize },
+    /// The run was interrupted with Ctrl-C: exit 130.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl Error {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// 0 success, 1 a stage failed (or the workspace could not be written),
+    /// 2 invalid pipeline or usage, 130 interrupted.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Pipeline(_) | Error::Usage(_) => 2,
+            Error::Io { .. } | Error::StagesFailed { .. } => 1,
+            Error::Interrupted => 130,
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! Events: the only interface between running a plan and showing it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How an executed instance ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Finished and committed to the store.
+    Executed,
+    /// Failed; the message and where its log was kept.
+    Failed { message: String, log: PathBuf },
+    /// Stopped by Ctrl-C.
+    Cancelled,
+}
+
+/// Something that happened during a run.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// The run begins: instances in all, and how many will execute.
+    RunStarted { total: usize, to_run: usize },
+    /// An instance was found in the store.
+    Cached { id: &'a str },
+    /// An instance started on `threads` threads.
+    StageStarted { id: &'a str, threads: usize },
+    /// Progress of a running instance.
+    Progress {
+        id: &'a str,
+        pos: u64,
+        len: u64,
+        message: &'a str,
+    },
+    /// An instance ended.
+    StageFinished {
+        id: &'a str,
+        duration: Duration,
+        outcome: &'a Outcome,
+    },
+    /// An instance will not run because an input failed.
+    Skipped { id: &'a str, because: &'a str },
+    /// The run ended.
+    RunFinished,
+}

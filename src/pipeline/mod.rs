@@ -1,0 +1,16 @@
+//! Pipeline files: reading TOML into a validated [`Pipeline`].
+//!
+//! The first pass of the engine. It keeps every span from the file so that any
+//! later pass can point at the line that caused an error ([`Diagnostic`]).
+
+mod diagnostic;
+mod parse;
+mod source;
+mod sweep;
+mod value;
+
+pub use diagnostic::Diagnostic;
+pub use parse::{Pipeline, StageDef};
+pub use source::{Source, Span};
+pub use sweep::{Point, Sweep, SweepMode};
+pub use value::{canonical_json, display_value};

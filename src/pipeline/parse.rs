@@ -1,0 +1,476 @@
+//! Parsing a pipeline file into a validated [`Pipeline`].
+//!
+//! The file is read with `toml_edit`, which keeps the span of every key and value,
+//! so each structural error names its line and column. Kind-specific parameters
+//! are checked later, per instance, by the kind itself (see `graph::plan`).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use toml_edit::{Item, TableLike};
+
+use super::sweep::Axis;
+use super::value::{from_edit, from_item};
+use super::{Diagnostic, Source, Span, Sweep, SweepMode};
+use crate::stages::{self, Kind};
+
+/// Keys of a stage table that belong to the engine, not to the kind.
+const ENGINE_KEYS: &[&str] = &["kind", "inputs", "foreach", "sweep", "sweep_mode"];
+
+/// A validated pipeline file.
+#[derive(Debug)]
+pub struct Pipeline {
+    pub name: String,
+    pub seed: u64,
+    pub description: Option<String>,
+    pub source: Source,
+    /// Directory of the pipeline file; relative paths in parameters resolve here.
+    pub base_dir: PathBuf,
+    /// Stages in file order.
+    pub stages: Vec<StageDef>,
+}
+
+/// One `[stages.<name>]` table.
+#[derive(Debug)]
+pub struct StageDef {
+    pub name: String,
+    /// The stage's header or key, for errors about the stage as a whole.
+    pub span: Option<Span>,
+    pub kind: &'static Kind,
+    /// Stages whose outputs this stage reads, with where each is named.
+    pub inputs: Vec<(String, Option<Span>)>,
+    /// Inputs this stage runs once per instance of (instead of receiving them all).
+    pub foreach: Vec<String>,
+    /// The kind's parameters as written (sweeps not applied).
+    pub params: toml::Table,
+    /// Span of each parameter's key.
+    pub param_spans: HashMap<String, Span>,
+    pub sweep: Option<Sweep>,
+}
+
+impl StageDef {
+    /// Best location for an error about parameter `key` (`"split.train"` points at
+    /// `split`): its sweep values, its key, or the stage header.
+    pub fn span_of(&self, key: Option<&str>) -> Option<Span> {
+        let top = key.map(|k| k.split('.').next().unwrap_or(k));
+        if let Some(top) = top {
+            if let Some(axis) = self.sweep.as_ref().and_then(|s| s.axis(top)) {
+                return axis.span.clone();
+            }
+            if let Some(span) = self.param_spans.get(top) {
+                return Some(span.clone());
+            }
+        }
+        self.span.clone()
+    }
+}
+
+impl Pipeline {
+    /// Reads and validates a pipeline file.
+    pub fn load(path: &Path) -> Result<Pipeline, Box<Diagnostic>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Box::new(Diagnostic {
+                path: path.to_path_buf(),
+                location: None,
+                width: 1,
+                line_text: String::new(),
+                stage: None,
+                message: format!("cannot read pipeline file: {e}"),
+            })
+        })?;
+        Pipeline::parse(Source::new(path, text))
+    }
+
+    /// Validates a pipeline from its text.
+    pub fn parse(source: Source) -> Result<Pipeline, Box<Diagnostic>> {
+        Parser { source: &source }.pipeline().map(|mut p| {
+            p.source = source.clone();
+            p
+        })
+    }
+
+    /// A stage by name.
+    pub fn stage(&self, name: &str) -> Option<&StageDef> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+}
+
+struct Parser<'a> {
+    source: &'a Source,
+}
+
+type PResult<T> = std::result::Result<T, Box<Diagnostic>>;
+
+/// Stage names with where each is written.
+type NameList = Vec<(String, Option<Span>)>;
+
+impl Parser<'_> {
+    fn error(&self, span: Option<Span>, message: impl Into<String>) -> Box<Diagnostic> {
+        Box::new(Diagnostic::at(self.source, span, message))
+    }
+
+    fn pipeline(&self) -> PResult<Pipeline> {
+        let doc = toml_edit::ImDocument::parse(self.source.text())
+            .map_err(|e| self.error(e.span(), syntax_message(e.message())))?;
+        let root = doc.as_table();
+
+        for (key, _) in root.iter() {
+            if key != "pipeline" && key != "stages" {
+                return Err(self.error(
+                    key_span(root, key),
+                    format!("unknown top-level key `{key}` (expected `[pipeline]` and `[stages.<name>]` tables)"),
+                ));
+            }
+        }
+
+        let header = root
+            .get("pipeline")
+            .ok_or_else(|| self.error(Some(0..0), "missing `[pipeline]` table with a `name`"))?;
+        let header = header
+            .as_table_like()
+            .ok_or_else(|| self.error(header.span(), "`pipeline` must be a table: `[pipeline]`"))?;
+        let (name, seed, description) = self.header(header, key_span(root, "pipeline"))?;
+
+        let stages_item = root.get("stages").ok_or_else(|| {
+            self.error(
+                Some(self.source.text().len()..self.source.text().len()),
+                "the pipeline has no stages (expected at least one `[stages.<name>]` table)",
+            )
+        })?;
+        let stage_tables = stages_item.as_table_like().ok_or_else(|| {
+            self.error(
+                stages_item.span(),
+                "`stages` must be a table of `[stages.<name>]` tables",
+            )
+        })?;
+        let mut stages = Vec::new();
+        for (name, item) in stage_tables.iter() {
+            stages.push(self.stage(stage_tables, name, item)?);
+        }
+        if stages.is_empty() {
+            return Err(self.error(
+                key_span(root, "stages"),
+                "the pipeline has no stages (expected at least one `[stages.<name>]` table)",
+            ));
+        }
+        self.check_inputs(&stages)?;
+
+        let base_dir = self
+            .source
+            .path()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        Ok(Pipeline {
+            name,
+            seed,
+            description,
+            source: self.source.clone(),
+            base_dir,
+            stages,
+        })
+    }
+
+    fn header(
+        &self,
+        table: &dyn TableLike,
+        span: Option<Span>,
+    ) -> PResult<(String, u64, Option<String>)> {
+        let mut name = None;
+        let mut seed = 0;
+        let mut description = None;
+        for (key, item) in table.iter() {
+            let value = item.as_value();
+            match key {
+                "name" => {
+                    let text = value.and_then(|v| v.as_str()).ok_or_else(|| {
+                        self.error(item.span(), "`name` must be a string")
+                    })?;
+                    if !is_identifier(text) {
+                        return Err(self.error(
+                            item.span(),
+                            format!("pipeline name `{text}` must be letters, digits, `_` or `-` (it names a directory)"),
+                        ));
+                    }
+                    name = Some(text.to_string());
+                }
+                "seed" => {
+                    seed = value
+                        .and_then(|v| v.as_integer())
+                        .filter(|s| *s >= 0)
+                        .ok_or_else(|| {
+                            self.error(item.span(), "`seed` must be a non-negative integer")
+                        })? as u64;
+                }
+                "description" => {
+                    let text = value.and_then(|v| v.as_str()).ok_or_else(|| {
+                        self.error(item.span(), "`description` must be a string")
+                    })?;
+                    description = Some(text.to_string());
+                }
+                other => {
+                    return Err(self.error(
+                        key_span(table, other),
+                        format!("unknown key `{other}` in `[pipeline]` (expected `name`, `seed` or `description`)"),
+                    ))
+                }
+            }
+        }
+        let name = name.ok_or_else(|| self.error(span, "`[pipeline]` needs a `name`"))?;
+        Ok((name, seed, description))
+    }
+
+    fn stage(&self, stages: &dyn TableLike, name: &str, item: &Item) -> PResult<StageDef> {
+        let span = key_span(stages, name).or_else(|| item.span());
+        let in_stage = |d: Box<Diagnostic>| Box::new(d.in_stage(name));
+        if !is_identifier(name) {
+            return Err(in_stage(
+                self.error(span, "stage names must be letters, digits, `_` or `-`"),
+            ));
+        }
+        let table = item.as_table_like().ok_or_else(|| {
+            in_stage(self.error(
+                item.span().or(span.clone()),
+                "a stage must be a table: `[stages.<name>]` with a `kind`",
+            ))
+        })?;
+
+        let kind_item = table.get("kind").ok_or_else(|| {
+            in_stage(self.error(
+                span.clone(),
+                "missing `kind` (for example `kind = \"command\"`)",
+            ))
+        })?;
+        let kind_name = kind_item
+            .as_str()
+            .ok_or_else(|| in_stage(self.error(kind_item.span(), "`kind` must be a string")))?;
+        let kind = stages::kind(kind_name).ok_or_else(|| {
+            let known: Vec<&str> = stages::kinds().iter().map(|k| k.name).collect();
+            in_stage(self.error(
+                kind_item.span(),
+                format!(
+                    "unknown kind `{kind_name}` (expected one of: {})",
+                    known.join(", ")
+                ),
+            ))
+        })?;
+
+        let inputs = self
+            .string_list(table, "inputs")
+            .map_err(in_stage)?
+            .unwrap_or_default();
+        let foreach = self
+            .string_list(table, "foreach")
+            .map_err(in_stage)?
+            .unwrap_or_default();
+        for (f, f_span) in &foreach {
+            if !inputs.iter().any(|(i, _)| i == f) {
+                return Err(in_stage(self.error(
+                    f_span.clone(),
+                    format!("`foreach` names `{f}`, which is not in `inputs`"),
+                )));
+            }
+        }
+
+        let mode = match table.get("sweep_mode") {
+            None => SweepMode::Grid,
+            Some(item) => match item.as_str() {
+                Some("grid") => SweepMode::Grid,
+                Some("zip") => SweepMode::Zip,
+                _ => {
+                    return Err(in_stage(
+                        self.error(item.span(), "`sweep_mode` must be \"grid\" or \"zip\""),
+                    ))
+                }
+            },
+        };
+        let sweep = match table.get("sweep") {
+            None => None,
+            Some(item) => Some(
+                self.sweep(item, mode, key_span(table, "sweep"))
+                    .map_err(in_stage)?,
+            ),
+        };
+
+        let mut params = toml::Table::new();
+        let mut param_spans = HashMap::new();
+        for (key, item) in table.iter() {
+            if ENGINE_KEYS.contains(&key) {
+                continue;
+            }
+            if let Some(value) = from_item(item) {
+                params.insert(key.to_string(), value);
+            }
+            if let Some(s) = key_span(table, key) {
+                param_spans.insert(key.to_string(), s);
+            }
+            if let Some(axis) = sweep.as_ref().and_then(|s| s.axis(key)) {
+                return Err(in_stage(self.error(
+                    axis.span.clone(),
+                    format!("`{key}` is set in the stage and swept; keep one of the two"),
+                )));
+            }
+        }
+
+        Ok(StageDef {
+            name: name.to_string(),
+            span,
+            kind,
+            inputs,
+            foreach: foreach.into_iter().map(|(f, _)| f).collect(),
+            params,
+            param_spans,
+            sweep,
+        })
+    }
+
+    /// A list of stage names such as `inputs = ["data", "train"]`.
+    fn string_list(&self, table: &dyn TableLike, key: &str) -> PResult<Option<NameList>> {
+        let Some(item) = table.get(key) else {
+            return Ok(None);
+        };
+        let expected = format!("`{key}` must be a list of stage names, like `{key} = [\"data\"]`");
+        let array = item
+            .as_array()
+            .ok_or_else(|| self.error(item.span(), expected.clone()))?;
+        let mut names = Vec::new();
+        let mut seen = HashSet::new();
+        for value in array.iter() {
+            let name = value
+                .as_str()
+                .ok_or_else(|| self.error(value.span(), expected.clone()))?;
+            if !seen.insert(name.to_string()) {
+                return Err(
+                    self.error(value.span(), format!("`{name}` is listed twice in `{key}`"))
+                );
+            }
+            names.push((name.to_string(), value.span()));
+        }
+        Ok(Some(names))
+    }
+
+    fn sweep(&self, item: &Item, mode: SweepMode, span: Option<Span>) -> PResult<Sweep> {
+        let table = item.as_table_like().ok_or_else(|| {
+            self.error(
+                item.span().or(span.clone()),
+                "`sweep` must be a table of lists, like `[stages.train.sweep]` with `width = [64, 128]`",
+            )
+        })?;
+        let mut axes = Vec::new();
+        for (key, value) in table.iter() {
+            let key_sp = key_span(table, key);
+            if ENGINE_KEYS.contains(&key) {
+                return Err(self.error(key_sp, format!("`{key}` cannot be swept")));
+            }
+            let array = value.as_array().ok_or_else(|| {
+                self.error(
+                    value.span().or(key_sp.clone()),
+                    format!("sweep values of `{key}` must be a list, like `{key} = [1, 2, 3]`"),
+                )
+            })?;
+            if array.is_empty() {
+                return Err(self.error(
+                    value.span().or(key_sp.clone()),
+                    format!("the sweep over `{key}` is empty (expected at least one value)"),
+                ));
+            }
+            let values: Vec<toml::Value> = array.iter().map(from_edit).collect();
+            let mut seen = HashSet::new();
+            for (v, raw) in values.iter().zip(array.iter()) {
+                if matches!(v, toml::Value::Array(_) | toml::Value::Table(_)) {
+                    return Err(self.error(
+                        raw.span(),
+                        format!("sweep values of `{key}` must be strings, numbers or booleans"),
+                    ));
+                }
+                if !seen.insert(super::display_value(v)) {
+                    return Err(self.error(
+                        raw.span(),
+                        format!(
+                            "the sweep over `{key}` lists `{}` twice",
+                            super::display_value(v)
+                        ),
+                    ));
+                }
+            }
+            axes.push(Axis {
+                key: key.to_string(),
+                values,
+                span: value.span().or(key_sp),
+            });
+        }
+        if axes.is_empty() {
+            return Err(self.error(
+                item.span().or(span),
+                "the sweep is empty (expected at least one swept parameter)",
+            ));
+        }
+        if mode == SweepMode::Zip {
+            let first = &axes[0];
+            for axis in &axes[1..] {
+                if axis.values.len() != first.values.len() {
+                    return Err(self.error(
+                        axis.span.clone(),
+                        format!(
+                            "a zip sweep needs lists of equal length: `{}` has {} values, `{}` has {}",
+                            axis.key,
+                            axis.values.len(),
+                            first.key,
+                            first.values.len()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(Sweep { mode, axes })
+    }
+
+    fn check_inputs(&self, stages: &[StageDef]) -> PResult<()> {
+        let names: HashSet<&str> = stages.iter().map(|s| s.name.as_str()).collect();
+        for stage in stages {
+            for (input, span) in &stage.inputs {
+                if !names.contains(input.as_str()) {
+                    let mut known: Vec<&str> = names.iter().copied().collect();
+                    known.sort();
+                    return Err(Box::new(
+                        self.error(
+                            span.clone(),
+                            format!(
+                                "input `{input}` is not a stage of this pipeline (stages: {})",
+                                known.join(", ")
+                            ),
+                        )
+                        .in_stage(&stage.name),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Span of a key in a table.
+fn key_span(table: &dyn TableLike, key: &str) -> Option<Span> {
+    table.key(key).and_then(|k| k.span())
+}
+
+/// Names usable as directory names and in instance ids.
+fn is_identifier(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// toml_edit's messages span several lines; keep the first, which says what is wrong.
+fn syntax_message(message: &str) -> String {
+    let first = message.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let expected = message
+        .lines()
+        .find(|l| l.trim_start().starts_with("expected"))
+        .map(str::trim);
+    match expected {
+        Some(e) if e != first => format!("invalid TOML: {first}, {e}"),
+        _ => format!("invalid TOML: {first}"),
+    }
+}

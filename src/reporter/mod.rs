@@ -1,0 +1,9 @@
+//! Reporters: what consumes the executor's events. The terminal reporter draws
+//! progress bars and one line per finished stage; the run record is written from
+//! the results afterwards.
+
+mod run_record;
+mod terminal;
+
+pub use run_record::{InstanceRecord, RunRecord};
+pub use terminal::TerminalReporter;

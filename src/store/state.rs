@@ -1,0 +1,66 @@
+//! Each pipeline's latest instances, kept in the store: what `plan` compares
+//! against to say why an instance must run, and what `gc` keeps.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::CacheKey;
+
+/// One instance as of the pipeline's latest run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StateEntry {
+    pub fingerprint: String,
+    pub key: CacheKey,
+}
+
+/// `.scalepipe/pipelines/<name>.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PipelineState {
+    pub pipeline: String,
+    pub file: String,
+    pub instances: BTreeMap<String, StateEntry>,
+}
+
+impl PipelineState {
+    fn path(store_root: &Path, pipeline: &str) -> PathBuf {
+        store_root
+            .join("pipelines")
+            .join(format!("{pipeline}.json"))
+    }
+
+    /// The state of a pipeline, empty if it never ran here.
+    pub fn load(store_root: &Path, pipeline: &str) -> PipelineState {
+        fs::read(Self::path(store_root, pipeline))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// Every pipeline state in the store.
+    pub fn load_all(store_root: &Path) -> Vec<PipelineState> {
+        let Ok(dir) = fs::read_dir(store_root.join("pipelines")) else {
+            return Vec::new();
+        };
+        let mut states: Vec<PipelineState> = dir
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .filter_map(|e| fs::read(e.path()).ok())
+            .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+            .collect();
+        states.sort_by(|a, b| a.pipeline.cmp(&b.pipeline));
+        states
+    }
+
+    /// Writes the state atomically (a temporary file renamed over the old one).
+    pub fn save(&self, store_root: &Path) -> io::Result<()> {
+        let path = Self::path(store_root, &self.pipeline);
+        fs::create_dir_all(path.parent().expect("state path has a parent"))?;
+        let tmp = path.with_extension(format!("json.{}", std::process::id()));
+        fs::write(&tmp, serde_json::to_vec(self).map_err(io::Error::other)?)?;
+        fs::rename(tmp, path)
+    }
+}

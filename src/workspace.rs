@@ -1,0 +1,287 @@
+//! A workspace: the directory holding `.scalepipe/` and `results/`, and the
+//! operations on it that the CLI exposes (plan, run, status, gc).
+//!
+//! A run reads: pipeline file -> [`Pipeline`] -> [`Plan`] -> decisions -> lock ->
+//! [`Executor`] -> store entries, results view, pipeline state, run record.
+//! Everything up to the decisions is read-only, so an invalid pipeline never
+//! touches the store or the results.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::error::Error;
+use crate::executor::{decide, Decision, Event, Executor, InstanceResult, Status};
+use crate::graph::Plan;
+use crate::pipeline::Pipeline;
+use crate::reporter::{InstanceRecord, RunRecord};
+use crate::store::{PipelineState, ResultsView, StateEntry, Store};
+
+/// Options of `scalepipe run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Thread budget shared by running stages.
+    pub jobs: usize,
+    pub keep_going: bool,
+    pub force: bool,
+}
+
+/// A finished run: the record written to `run.json`, plus where it went.
+#[derive(Debug)]
+pub struct RunReport {
+    pub record: RunRecord,
+    pub record_path: PathBuf,
+}
+
+impl RunReport {
+    /// Ids of the instances with a status.
+    pub fn ids(&self, status: &str) -> Vec<&str> {
+        self.record
+            .instances
+            .iter()
+            .filter(|i| i.status == status)
+            .map(|i| i.id.as_str())
+            .collect()
+    }
+}
+
+/// What `gc` removed or would remove.
+#[derive(Debug)]
+pub struct GcReport {
+    pub removed: Vec<String>,
+    pub bytes: u64,
+    pub kept: usize,
+}
+
+/// A workspace directory.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    root: PathBuf,
+    store: Store,
+}
+
+impl Workspace {
+    pub fn new(root: impl Into<PathBuf>) -> Workspace {
+        // Stages run in their own directories, so every path handed to them
+        // must be absolute.
+        let root: PathBuf = root.into();
+        let root = std::path::absolute(&root).unwrap_or(root);
+        let store = Store::new(&root);
+        Workspace { root, store }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Reads, validates and expands a pipeline file. Read-only.
+    pub fn load(&self, file: &Path) -> Result<Plan, Error> {
+        let pipeline = Pipeline::load(file).map_err(Error::Pipeline)?;
+        Plan::build(pipeline).map_err(Error::Pipeline)
+    }
+
+    /// What a run would do with each instance. Read-only.
+    pub fn plan(&self, plan: &Plan, force: bool) -> Vec<Decision> {
+        let state = PipelineState::load(self.store.root(), &plan.pipeline.name);
+        decide(plan, &self.store, &state, force)
+    }
+
+    /// Runs a pipeline: executes what is not cached, then writes the results view,
+    /// the pipeline state and the run record.
+    pub fn run(
+        &self,
+        plan: &Plan,
+        options: &RunOptions,
+        cancel: &AtomicBool,
+        report: &(dyn Fn(&Event) + Sync),
+        on_wait: impl FnOnce(),
+    ) -> Result<RunReport, Error> {
+        let started = unix_now();
+        let clock = Instant::now();
+        let _lock = self
+            .store
+            .lock(on_wait)
+            .map_err(|e| Error::io(format!("cannot lock {}", self.store.root().display()), e))?;
+        // Decide under the lock: another run may have just filled the store.
+        let mut state = PipelineState::load(self.store.root(), &plan.pipeline.name);
+        let decisions = decide(plan, &self.store, &state, options.force);
+        let executor = Executor {
+            plan,
+            store: &self.store,
+            jobs: options.jobs,
+            keep_going: options.keep_going,
+            cancel,
+        };
+        let results = executor.run(&decisions, report);
+
+        let view = ResultsView::new(&self.root, &plan.pipeline.name);
+        self.publish(plan, &results, &state, &view)?;
+
+        // The state keeps the latest complete version of every instance, so a
+        // failed instance still remembers what it was when it last succeeded.
+        let current: HashSet<&str> = plan.instances.iter().map(|i| i.id.as_str()).collect();
+        let before = state.instances.len();
+        state
+            .instances
+            .retain(|id, _| current.contains(id.as_str()));
+        let mut changed = state.instances.len() != before;
+        for (inst, result) in plan.instances.iter().zip(&results) {
+            let unchanged = state
+                .instances
+                .get(&inst.id)
+                .is_some_and(|e| e.fingerprint == inst.fingerprint);
+            if matches!(result.status, Status::Executed | Status::Cached) && !unchanged {
+                changed = true;
+                state.instances.insert(
+                    inst.id.clone(),
+                    StateEntry {
+                        fingerprint: inst.fingerprint.clone(),
+                        key: inst.key.clone(),
+                    },
+                );
+            }
+        }
+        // A no-op run leaves the state as it was: skip rewriting it.
+        let file = plan.pipeline.source.path().display().to_string();
+        if changed || state.file != file || state.pipeline != plan.pipeline.name {
+            state.pipeline = plan.pipeline.name.clone();
+            state.file = file;
+            state
+                .save(self.store.root())
+                .map_err(|e| Error::io("cannot save the pipeline state", e))?;
+        }
+
+        let interrupted = cancel.load(std::sync::atomic::Ordering::Relaxed);
+        let record = RunRecord {
+            pipeline: plan.pipeline.name.clone(),
+            file: plan.pipeline.source.path().display().to_string(),
+            seed: plan.pipeline.seed,
+            scalepipe_version: env!("CARGO_PKG_VERSION").to_string(),
+            started,
+            duration_s: clock.elapsed().as_secs_f64(),
+            jobs: options.jobs,
+            interrupted,
+            instances: plan
+                .instances
+                .iter()
+                .zip(&results)
+                .zip(&decisions)
+                .map(|((inst, result), decision)| InstanceRecord {
+                    id: inst.id.clone(),
+                    stage: inst.stage_name.clone(),
+                    kind: inst.kind.name.to_string(),
+                    fingerprint: inst.fingerprint.clone(),
+                    status: result.status.label().to_string(),
+                    reason: decision.reason().to_string(),
+                    duration_s: result.duration.as_secs_f64(),
+                    error: result.error.clone(),
+                })
+                .collect(),
+        };
+        let record_path = view.dir().join("run.json");
+        std::fs::create_dir_all(view.dir())
+            .and_then(|_| {
+                std::fs::write(
+                    &record_path,
+                    serde_json::to_vec(&record).map_err(std::io::Error::other)?,
+                )
+            })
+            .map_err(|e| Error::io(format!("cannot write {}", record_path.display()), e))?;
+        Ok(RunReport {
+            record,
+            record_path,
+        })
+    }
+
+    /// Copies committed outputs into `results/<pipeline>/`, skipping instances
+    /// whose view is already current.
+    fn publish(
+        &self,
+        plan: &Plan,
+        results: &[InstanceResult],
+        state: &PipelineState,
+        view: &ResultsView,
+    ) -> Result<(), Error> {
+        for (inst, result) in plan.instances.iter().zip(results) {
+            let current = match result.status {
+                Status::Executed => false,
+                Status::Cached => {
+                    state
+                        .instances
+                        .get(&inst.id)
+                        .is_some_and(|s| s.fingerprint == inst.fingerprint)
+                        && view.instance_dir(&inst.id).is_dir()
+                }
+                _ => continue,
+            };
+            if !current {
+                view.publish(&inst.id, &self.store.out_dir(&inst.fingerprint))
+                    .map_err(|e| Error::io(format!("cannot publish results of {}", inst.id), e))?;
+            }
+        }
+        let ids: Vec<&str> = plan.instances.iter().map(|i| i.id.as_str()).collect();
+        view.prune(&ids)
+            .map_err(|e| Error::io("cannot prune old results", e))
+    }
+
+    /// Removes store entries that no pipeline's latest run references.
+    pub fn gc(&self, dry_run: bool) -> Result<GcReport, Error> {
+        let _lock = if dry_run {
+            None
+        } else {
+            Some(
+                self.store
+                    .lock(|| {
+                        eprintln!(
+                            "waiting for another scalepipe process to release the workspace lock"
+                        )
+                    })
+                    .map_err(|e| Error::io("cannot lock the store", e))?,
+            )
+        };
+        let referenced: HashSet<String> = PipelineState::load_all(self.store.root())
+            .into_iter()
+            .flat_map(|s| s.instances.into_values().map(|e| e.fingerprint))
+            .collect();
+        let entries = self
+            .store
+            .entries()
+            .map_err(|e| Error::io("cannot list the store", e))?;
+        let mut removed = Vec::new();
+        let mut bytes = 0;
+        let mut kept = 0;
+        for fp in entries {
+            if referenced.contains(&fp) {
+                kept += 1;
+                continue;
+            }
+            bytes += self.store.size_of(&fp);
+            if !dry_run {
+                self.store
+                    .remove(&fp)
+                    .map_err(|e| Error::io(format!("cannot remove entry {fp}"), e))?;
+            }
+            removed.push(fp);
+        }
+        if !dry_run {
+            let _ = std::fs::remove_dir_all(self.store.root().join("failed"));
+        }
+        Ok(GcReport {
+            removed,
+            bytes,
+            kept,
+        })
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
