@@ -31,3 +31,8 @@ bench-engine *args:
 # beside scipy's L-BFGS-B (installs numpy and scipy into bench/.venv).
 bench-fit:
     bash bench/fit/run.sh
+
+# Training throughput: dfdx MLPs and transformers at 3 sizes beside the same models
+# in PyTorch CPU (installs torch into bench/.venv), e.g. `just bench-train --threads 1`.
+bench-train *args:
+    bash bench/train/run.sh {{args}}

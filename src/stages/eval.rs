@@ -3,9 +3,9 @@
 //! class targets, and the training record (N, D, FLOPs, status) joined in, so the
 //! fit stage reads one row per run.
 //!
-//! Its input is one `train` instance. The dataset is the one that instance's
-//! `dataset.json` names: an instance of it among this stage's own inputs (matched
-//! by fingerprint) if listed, else the directory recorded at training time.
+//! Its input is one `train` instance (`inputs = ["train"]`; the kind maps over a
+//! swept train stage). The dataset is the one that instance's `dataset.json`
+//! names, found by fingerprint (see [`dataset_dir`]).
 
 use std::path::{Path, PathBuf};
 
@@ -132,18 +132,13 @@ impl Stage for EvalStage {
         };
         let record: DatasetRecord = read_json(&train.dir.join("dataset.json"))?;
         let train_metrics: TrainMetrics = read_json(&train.dir.join("metrics.json"))?;
-        let data_dir: PathBuf = ctx
-            .inputs()
-            .iter()
-            .find(|i| i.fingerprint == record.fingerprint)
-            .map(|i| i.dir.clone())
-            .unwrap_or_else(|| record.dir.clone());
+        let data_dir = dataset_dir(ctx, &train.dir, &record);
         if !data_dir.join("meta.json").is_file() {
             return Err(StageError::msg(format!(
-                "the dataset {} that {} was trained on is no longer at {}; list its dataset stage among this eval's inputs",
+                "the dataset {} that {} was trained on is not in the store any more (last seen at {})",
                 record.id,
                 train.id,
-                data_dir.display()
+                record.dir.display()
             )));
         }
 
@@ -194,6 +189,28 @@ impl Stage for EvalStage {
             train_id: train.id.clone(),
         };
         write_json(&ctx.out_dir().join("metrics.json"), &metrics)
+    }
+}
+
+/// Where the dataset a train instance used is now: an input of this stage with
+/// its fingerprint; else its entry beside the train instance's in the same store
+/// (`cache/<fingerprint>/out`, which survives moving the workspace); else the
+/// directory recorded at training time.
+fn dataset_dir(ctx: &StageContext, train_dir: &Path, record: &DatasetRecord) -> PathBuf {
+    if let Some(input) = ctx
+        .inputs()
+        .iter()
+        .find(|i| i.fingerprint == record.fingerprint)
+    {
+        return input.dir.clone();
+    }
+    let sibling = train_dir
+        .parent()
+        .and_then(Path::parent)
+        .map(|cache| cache.join(&record.fingerprint).join("out"));
+    match sibling {
+        Some(dir) if train_dir.ends_with("out") && dir.join("meta.json").is_file() => dir,
+        _ => record.dir.clone(),
     }
 }
 

@@ -249,3 +249,90 @@ pub fn eval_batches(source: &Source, batch_size: usize, max_units: Option<usize>
         .map(|rows| source.gather(rows))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn stream(len: usize, seq: usize, offsets: &[u64]) -> Source {
+        let tokens = Tokens {
+            ids: (0..len as u32).collect(),
+            vocab: len,
+        };
+        Source::stream(tokens, seq, offsets)
+    }
+
+    #[test]
+    fn windows_never_cross_a_piece_boundary() {
+        // Pieces [0, 10), [10, 13) (too short for a window), [13, 40).
+        let source = stream(40, 4, &[0, 10, 13]);
+        let mut sampler = Sampler::new(&source, 64, ChaCha8Rng::seed_from_u64(1));
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..20 {
+            let batch = sampler.next_batch();
+            let (Inputs::Ids { ids, .. }, Targets::Classes(y)) = (&batch.inputs, &batch.targets)
+            else {
+                panic!("stream batches are ids and classes")
+            };
+            for (x, t) in ids.chunks(4).zip(y.chunks(4)) {
+                let start = x[0];
+                seen.insert(start);
+                // Ids equal positions here, so a window is consecutive numbers and
+                // its targets are shifted by one, all inside one piece.
+                assert!(x.windows(2).all(|w| w[1] == w[0] + 1));
+                assert_eq!(t[3], start + 4);
+                assert!(start + 4 < 10 || (start >= 13 && start + 4 < 40), "{start}");
+            }
+        }
+        // Every valid start is drawn: 0..=5 and 13..=35.
+        let expected: Vec<usize> = (0..=5).chain(13..=35).collect();
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), expected);
+        assert!(!stream(4, 4, &[]).has_window());
+        assert!(stream(5, 4, &[]).has_window());
+    }
+
+    #[test]
+    fn evaluation_covers_each_piece_in_order_without_overlap() {
+        let source = stream(40, 4, &[0, 10, 13]);
+        let batches = eval_batches(&source, 3, None);
+        let starts: Vec<usize> = batches
+            .iter()
+            .flat_map(|b| match &b.inputs {
+                Inputs::Ids { ids, cols } => ids.chunks(*cols).map(|w| w[0]).collect::<Vec<_>>(),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(starts, vec![0, 4, 13, 17, 21, 25, 29, 33]);
+        assert_eq!(
+            eval_batches(&source, 3, Some(8))
+                .iter()
+                .map(Batch::units)
+                .sum::<usize>(),
+            8
+        );
+    }
+
+    #[test]
+    fn table_epochs_visit_every_row_once() {
+        let table = Table {
+            x: (0..10).map(|v| v as f32).collect(),
+            rows: 10,
+            cols: 1,
+            y: crate::data::Targets::Regression((0..10).map(|v| v as f32).collect()),
+        };
+        let source = Source::Table { table, ids: false };
+        let mut sampler = Sampler::new(&source, 5, ChaCha8Rng::seed_from_u64(3));
+        for _ in 0..3 {
+            let mut rows: Vec<f32> = Vec::new();
+            for _ in 0..2 {
+                let Targets::Values(y) = sampler.next_batch().targets else {
+                    unreachable!()
+                };
+                rows.extend(y);
+            }
+            rows.sort_by(f32::total_cmp);
+            assert_eq!(rows, (0..10).map(|v| v as f32).collect::<Vec<_>>());
+        }
+    }
+}

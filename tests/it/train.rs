@@ -873,3 +873,84 @@ fn composed_gelu_equals_dfdx_fast_gelu() {
         assert!((p - q).abs() <= 1e-5 * (1.0 + q.abs()), "{p} vs {q}");
     }
 }
+
+// ---------------------------------------------------------- through the engine
+
+mod pipeline {
+    use crate::harness::{ids, Workspace};
+
+    const PIPELINE: &str = r#"
+[pipeline]
+name = "lm"
+seed = 3
+
+[stages.data]
+kind = "dataset.markov_text"
+tokens = 30000
+vocab = 16
+
+[stages.train]
+kind = "train"
+inputs = ["data"]
+model = "transformer"
+n_layers = 1
+n_heads = 2
+context = 16
+batch_size = 16
+lr = 1e-2
+steps = 150
+threads = 2
+sweep = { d_model = [4, 32] }
+
+[stages.eval]
+kind = "eval"
+inputs = ["train"]
+split = "test"
+"#;
+
+    fn metrics(ws: &Workspace, id: &str) -> serde_json::Value {
+        serde_json::from_str(&ws.read(&format!("results/lm/{id}/metrics.json"))).unwrap()
+    }
+
+    #[test]
+    fn a_width_sweep_trains_evaluates_and_is_identical_across_jobs() {
+        let one = Workspace::new();
+        one.write("p.toml", PIPELINE);
+        let out = one
+            .run(&["run", "p.toml", "--json", "--jobs", "1"])
+            .success()
+            .json();
+        let ran = ids(&out, "executed");
+        assert!(ran.iter().any(|i| i.starts_with("eval")), "{ran:?}");
+        let small = metrics(&one, "eval[d_model=4]");
+        let large = metrics(&one, "eval[d_model=32]");
+        let h = large["irreducible_loss"].as_f64().unwrap();
+        let (ls, ll) = (
+            small["loss"].as_f64().unwrap(),
+            large["loss"].as_f64().unwrap(),
+        );
+        assert!(
+            ll < ls && ll > h - 0.05,
+            "entropy rate {h}: d4 {ls}, d32 {ll}"
+        );
+        assert!(large["n_params"].as_u64() > small["n_params"].as_u64());
+        assert_eq!(large["d"], 150 * 16 * 16);
+
+        // The same pipeline with two jobs (threads clamped differently, runs in
+        // parallel) gives byte-identical training outputs.
+        let two = Workspace::new();
+        two.write("p.toml", PIPELINE);
+        two.run(&["run", "p.toml", "--json", "--jobs", "2"])
+            .success();
+        for id in ["train[d_model=4]", "train[d_model=32]"] {
+            for f in ["loss_curve.csv", "model.safetensors"] {
+                let path = format!("results/lm/{id}/{f}");
+                let read = |ws: &Workspace| std::fs::read(ws.join(&path)).unwrap();
+                assert!(
+                    read(&one) == read(&two),
+                    "{path} differs between --jobs 1 and 2"
+                );
+            }
+        }
+    }
+}
