@@ -173,7 +173,7 @@ impl Workspace {
                 .zip(&decisions)
                 .map(|((inst, result), decision)| InstanceRecord {
                     id: inst.id.clone(),
-                    stage: inst.stage_name.clone(),
+                    stage: inst.stage_name.to_string(),
                     kind: inst.kind.name.to_string(),
                     fingerprint: inst.fingerprint.clone(),
                     status: result.status.label().to_string(),
@@ -207,6 +207,7 @@ impl Workspace {
         state: &PipelineState,
         view: &ResultsView,
     ) -> Result<(), Error> {
+        let present = view.present();
         for (inst, result) in plan.instances.iter().zip(results) {
             let current = match result.status {
                 Status::Executed => false,
@@ -215,7 +216,7 @@ impl Workspace {
                         .instances
                         .get(&inst.id)
                         .is_some_and(|s| s.fingerprint == inst.fingerprint)
-                        && view.instance_dir(&inst.id).is_dir()
+                        && ResultsView::is_present(&present, &inst.id)
                 }
                 _ => continue,
             };

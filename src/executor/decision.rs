@@ -1,5 +1,7 @@
 //! Whether each instance is cached or must run, and why.
 
+use std::borrow::Cow;
+
 use crate::graph::Plan;
 use crate::store::{PipelineState, Store};
 
@@ -8,8 +10,9 @@ use crate::store::{PipelineState, Store};
 pub enum Decision {
     /// A complete entry with this fingerprint is in the store.
     Cached,
-    /// The instance runs; the reason says what changed.
-    Run { reason: String },
+    /// The instance runs; the reason says what changed (mostly fixed words, so
+    /// borrowed: a first run of a large sweep decides "new" for every instance).
+    Run { reason: Cow<'static, str> },
 }
 
 impl Decision {
@@ -36,20 +39,26 @@ impl Decision {
 
 /// Decides every instance of a plan against the store and the pipeline's last run.
 pub fn decide(plan: &Plan, store: &Store, state: &PipelineState, force: bool) -> Vec<Decision> {
+    if force {
+        return vec![
+            Decision::Run {
+                reason: Cow::Borrowed("forced"),
+            };
+            plan.instances.len()
+        ];
+    }
+    // One listing of the store, then a manifest check only for the entries it
+    // names: complete entries are exactly those with a manifest.
+    let listed = store.listed();
     plan.instances
         .iter()
         .map(|inst| {
-            if force {
-                return Decision::Run {
-                    reason: "forced".into(),
-                };
-            }
-            if store.contains(&inst.fingerprint) {
+            if listed.contains(&inst.fingerprint) && store.contains(&inst.fingerprint) {
                 return Decision::Cached;
             }
             let reason = match state.instances.get(&inst.id) {
-                None => "new".to_string(),
-                Some(before) => inst.key.change_from(&before.key),
+                None => Cow::Borrowed("new"),
+                Some(before) => Cow::Owned(inst.key.change_from(&before.key)),
             };
             Decision::Run { reason }
         })

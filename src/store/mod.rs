@@ -21,7 +21,7 @@ mod state;
 #[allow(clippy::module_inception)]
 mod store;
 
-pub use fingerprint::{hash_file, CacheKey, FileHash};
+pub use fingerprint::{hash_file, CacheKey, CanonicalJson, FileHash};
 pub use manifest::{Manifest, OutputFile};
 pub use results::ResultsView;
 pub use state::{PipelineState, StateEntry};

@@ -34,6 +34,32 @@ impl ResultsView {
         self.dir.join(dir_name(id))
     }
 
+    /// Names of the directories in the view, read with one directory listing
+    /// (links are followed, as `Path::is_dir` does). A run checks every cached
+    /// instance's view; one listing replaces a `stat` per instance.
+    pub fn present(&self) -> HashSet<String> {
+        let Ok(dir) = fs::read_dir(&self.dir) else {
+            return HashSet::new();
+        };
+        dir.filter_map(Result::ok)
+            .filter(|e| match e.file_type() {
+                Ok(t) if t.is_symlink() => e.path().is_dir(),
+                Ok(t) => t.is_dir(),
+                Err(_) => e.path().is_dir(),
+            })
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect()
+    }
+
+    /// Whether an instance's directory is among `present` (from [`Self::present`]).
+    pub fn is_present(present: &HashSet<String>, id: &str) -> bool {
+        if id.contains(['/', '\\', '\0']) {
+            present.contains(&dir_name(id))
+        } else {
+            present.contains(id)
+        }
+    }
+
     /// Replaces an instance's view with the committed outputs in `out_dir`.
     pub fn publish(&self, id: &str, out_dir: &Path) -> io::Result<()> {
         let target = self.instance_dir(id);

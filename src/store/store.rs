@@ -1,5 +1,6 @@
 //! The store: committed entries, entries being written, and the workspace lock.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -80,6 +81,18 @@ impl Store {
     /// publishes the entry.
     pub fn contains(&self, fingerprint: &str) -> bool {
         self.entry_dir(fingerprint).join("manifest.json").is_file()
+    }
+
+    /// Names under `cache/`, read with one directory listing: a superset of the
+    /// complete entries. Deciding a plan checks every instance; on a store that
+    /// lacks most of them, one listing replaces a failed `stat` per instance.
+    pub fn listed(&self) -> HashSet<String> {
+        let Ok(dir) = fs::read_dir(self.cache_dir()) else {
+            return HashSet::new();
+        };
+        dir.filter_map(Result::ok)
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect()
     }
 
     pub fn manifest(&self, fingerprint: &str) -> io::Result<Manifest> {
