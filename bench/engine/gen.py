@@ -14,26 +14,40 @@ read (K). The values live where each tool expects parameters:
 Usage:
     gen.py TOOL K DIR            write the workflow for TOOL into DIR
     gen.py TOOL K DIR --change N set job K//2's value to a new value (N-th change)
+    gen.py work-aggregate        print the aggregate's shell command for the work
+                                 measured alone (compare.sh's baseline)
 
 Only the Python standard library is used.
 """
 
 import json
 import os
+import shlex
 import sys
 
+# The interpreter running this script, by its real path: `python3` on PATH may be
+# a wrapper (pyenv's shim is a shell script costing ~0.2 s a start).
+PYTHON = shlex.quote(sys.executable)
+
 # Reads every input file and writes the number of lines read: the same work in
-# all three tools (each hands the aggregate its inputs its own way).
+# all three tools (each hands the aggregate its inputs its own way; Snakemake's
+# runs inside Snakemake as a `run:` block).
 SCALEPIPE_AGGREGATE = (
-    "python3 -c 'import json, os; "
+    PYTHON + " -c 'import json, os; "
     'ins = json.load(open(os.environ["SCALEPIPE_INPUTS"])); '
     'print(sum(1 for i in ins for _ in open(os.path.join(i["dir"], "out.txt"))))'
     "' > count.txt"
 )
 DVC_AGGREGATE = (
-    "python3 -c 'import glob; "
+    PYTHON + " -c 'import glob; "
     'print(sum(1 for p in glob.glob("out/*.txt") for _ in open(p)))'
     "' > count.txt"
+)
+# The same for the work measured alone (files `<j>.txt` in one directory).
+WORK_AGGREGATE = (
+    PYTHON + " -c 'import glob; "
+    'print(sum(1 for p in glob.glob(\"*.txt\") for _ in open(p)))'
+    "' > count.out"
 )
 
 
@@ -126,6 +140,9 @@ def dvc(k, out, change):
 
 def main():
     args = sys.argv[1:]
+    if args == ["work-aggregate"]:
+        print(WORK_AGGREGATE)
+        return
     change = 0
     if "--change" in args:
         i = args.index("--change")
