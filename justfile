@@ -26,3 +26,12 @@ lint:
 # Engine overhead: plan and no-op run of a 10,000-instance pipeline.
 bench-engine *args:
     bash bench/engine/bench.sh {{args}}
+
+# Side-by-side with Snakemake and DVC (installs them into bench/.venv; ~1 hour on
+# 2 cores); `just bench-report bench/work/raw.tsv` prints the tables.
+bench-compare *args:
+    bash bench/engine/compare.sh {{args}}
+
+# Markdown tables from compare.sh's raw measurements.
+bench-report raw="bench/work/raw.tsv":
+    python3 bench/engine/report.py {{raw}}

@@ -37,6 +37,7 @@ BUDGET=${BUDGET:-240}
 TIMEOUT=${TIMEOUT:-900}
 SP_BIG=${SP_BIG:-100000}
 SP_PLAN=${SP_PLAN:-1000000}
+WORK_BASELINE=${WORK_BASELINE:-1}
 WORK=${WORK:-$ROOT/bench/work}
 RAW=${RAW:-$WORK/raw.tsv}
 CORES=$(nproc)
@@ -47,13 +48,14 @@ export DVC_NO_ANALYTICS=1
 command -v bc > /dev/null || { echo "needs bc (apt-get install bc)" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
 
-# scalepipe: built here, then copied, so another worktree's build into the shared
-# target directory cannot swap the binary mid-benchmark.
+# scalepipe: installed into $WORK by `cargo install`, which copies the binary it
+# just built while it holds the build lock. Copying target/release/scalepipe
+# after `cargo build` is not safe where worktrees share one CARGO_TARGET_DIR:
+# another worktree's build may have replaced it in between.
 mkdir -p "$WORK"
 if [ -z "${SCALEPIPE_BIN:-}" ]; then
-    cargo build --release -q || exit 1
-    cp "${CARGO_TARGET_DIR:-target}/release/scalepipe" "$WORK/scalepipe"
-    SCALEPIPE_BIN=$WORK/scalepipe
+    cargo install --quiet --locked --force --path . --root "$WORK/install" || exit 1
+    SCALEPIPE_BIN=$WORK/install/bin/scalepipe
 fi
 
 if [[ " $TOOLS " == *" snakemake "* || " $TOOLS " == *" dvc "* ]]; then
@@ -168,9 +170,11 @@ bench_tool() {
     rm -rf "$dir"
 }
 
-# The work alone: K `sh -c` commands, CORES at a time.
+# The work alone: K `sh -c` commands, CORES at a time (WORK_BASELINE=0 skips it,
+# e.g. when another invocation measures it).
 bench_work() {
     local k=$1 dir=$WORK/work-$k rep
+    [ "$WORK_BASELINE" = 1 ] || return 0
     for rep in $(seq "$REPS"); do
         rm -rf "$dir" && mkdir -p "$dir"
         measure work "$k" first "$rep" "$dir" \

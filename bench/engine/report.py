@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turns compare.sh's raw measurements into the Markdown tables of RESULTS.md.
 
-    report.py RAW.tsv [--label NAME]
+    report.py RAW.tsv [RAW.tsv ...]
 
 Each raw line: tool, K, measurement, repetition, seconds, peak RSS (KB), status,
 load average at the start. Tables show medians over the repetitions that
@@ -23,9 +23,9 @@ WHATS = [
 ]
 
 
-def load(path):
+def load(paths):
     rows = defaultdict(list)
-    for line in open(path):
+    for line in (line for path in paths for line in open(path)):
         if line.startswith("#") or not line.strip():
             continue
         tool, k, what, rep, secs, rss, status, load_avg = line.rstrip("\n").split("\t")
@@ -75,7 +75,7 @@ def main():
     args = sys.argv[1:]
     if not args:
         sys.exit(__doc__)
-    rows = load(args[0])
+    rows = load(args)
     ks = sorted({k for (tool, k, _) in rows if tool in TOOLS[1:]})
     out = []
     for k in ks:

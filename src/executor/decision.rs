@@ -47,18 +47,19 @@ pub fn decide(plan: &Plan, store: &Store, state: &PipelineState, force: bool) ->
             plan.instances.len()
         ];
     }
-    // One listing of the store, then a manifest check only for the entries it
-    // names: complete entries are exactly those with a manifest.
-    let listed = store.listed();
+    // One listing of the store instead of a `stat` per instance (see
+    // `Store::listed` for why a listed entry is complete).
+    let committed = store.listed();
     plan.instances
         .iter()
         .map(|inst| {
-            if listed.contains(&inst.fingerprint) && store.contains(&inst.fingerprint) {
+            if committed.contains(&inst.fingerprint) {
                 return Decision::Cached;
             }
-            let reason = match state.instances.get(&inst.id) {
+            let before = state.instances.get(&inst.id).and_then(|e| e.key.parse());
+            let reason = match before {
                 None => Cow::Borrowed("new"),
-                Some(before) => Cow::Owned(inst.key.change_from(&before.key)),
+                Some(before) => Cow::Owned(inst.key.change_from(&before)),
             };
             Decision::Run { reason }
         })
