@@ -11,15 +11,16 @@
 #           (scalepipe plan, snakemake -n, dvc status)
 #   noop    the no-op re-run (scalepipe run, snakemake, dvc repro)
 #   change  the re-run after changing one job's parameter (a new value each time)
-# with wall time (date +%s%N) and peak RSS (/usr/bin/time -v: the largest
-# process of the tree). Each measurement is repeated REPS times, fewer when one
+# with wall time (date +%s%N), CPU time (user + system of the process tree) and
+# peak RSS (/usr/bin/time -v: the largest process of the tree). Each measurement is repeated REPS times, fewer when one
 # (tool, K, measurement) has already used BUDGET seconds; a run longer than
 # TIMEOUT seconds is killed and recorded as a timeout, and a tool whose first
 # run timed out has no completed workspace for the other measurements.
 # Also: "work", the same K `sh -c` commands run by xargs with the same
 # parallelism plus the aggregate, to split a first run into work and engine
 # overhead; scalepipe
-# alone at K = 100,000 (SP_BIG) and `scalepipe plan` at 1,000,000 (SP_PLAN).
+# alone at K = 100,000 (SP_BIG) and `scalepipe plan` at 1,000,000 (SP_PLAN);
+# set either to the empty string to skip it.
 #
 # Raw results: one line per measurement in $RAW (tab-separated); report.py turns
 # them into the tables of bench/RESULTS.md.
@@ -35,8 +36,8 @@ KS=${KS:-"100 1000 10000"}
 REPS=${REPS:-3}
 BUDGET=${BUDGET:-240}
 TIMEOUT=${TIMEOUT:-900}
-SP_BIG=${SP_BIG:-100000}
-SP_PLAN=${SP_PLAN:-1000000}
+SP_BIG=${SP_BIG-100000}
+SP_PLAN=${SP_PLAN-1000000}
 WORK_BASELINE=${WORK_BASELINE:-1}
 WORK=${WORK:-$ROOT/bench/work}
 RAW=${RAW:-$WORK/raw.tsv}
@@ -71,7 +72,7 @@ now_ns() { date +%s%N; }
 measure() {
     local tool=$1 k=$2 what=$3 rep=$4 dir=$5
     shift 5
-    local tfile log t0 t1 rc secs rss status load
+    local tfile log t0 t1 rc secs rss cpu status load
     tfile=$(mktemp) log=$WORK/logs/$tool-$k-$what-$rep.log
     mkdir -p "$WORK/logs"
     load=$(cut -d' ' -f1 /proc/loadavg)
@@ -81,14 +82,17 @@ measure() {
     t1=$(now_ns)
     secs=$(echo "scale=4; ($t1 - $t0) / 1000000000" | bc)
     rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$tfile")
+    # CPU seconds (user + system) of the whole process tree: what the run costs
+    # regardless of how many other processes compete for the cores.
+    cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {print s + 0}' "$tfile")
     rm -f "$tfile"
     case $rc in
         0) status=ok ;;
         124 | 137) status=timeout ;;
         *) status="failed($rc)" ;;
     esac
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$k" "$what" "$rep" "$secs" "${rss:-0}" "$status" "$load" >> "$RAW"
-    printf '%-9s K=%-7s %-6s #%s %9.3f s %8s KB  %s (load %s)\n' "$tool" "$k" "$what" "$rep" "$secs" "${rss:-0}" "$status" "$load" >&2
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$k" "$what" "$rep" "$secs" "${rss:-0}" "$status" "$load" "$cpu" >> "$RAW"
+    printf '%-9s K=%-7s %-6s #%s %9.3f s %8s KB  cpu %6.2f s  %s (load %s)\n' "$tool" "$k" "$what" "$rep" "$secs" "${rss:-0}" "$cpu" "$status" "$load" >&2
     case $status in ok) return 0 ;; timeout) return 2 ;; *) return 1 ;; esac
 }
 

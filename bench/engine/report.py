@@ -4,7 +4,7 @@
     report.py RAW.tsv [RAW.tsv ...]
 
 Each raw line: tool, K, measurement, repetition, seconds, peak RSS (KB), status,
-load average at the start. Tables show medians over the repetitions that
+load average at the start, and (newer files) CPU seconds of the process tree. Tables show medians over the repetitions that
 completed (n in brackets when fewer than 3), timeouts as "timeout after X s",
 and the ratio scalepipe / other tool (below 1: scalepipe is faster).
 Only the Python standard library is used.
@@ -28,8 +28,13 @@ def load(paths):
     for line in (line for path in paths for line in open(path)):
         if line.startswith("#") or not line.strip():
             continue
-        tool, k, what, rep, secs, rss, status, load_avg = line.rstrip("\n").split("\t")
-        rows[(tool, int(k), what)].append((float(secs), int(rss), status, float(load_avg)))
+        fields = line.rstrip("\n").split("\t")
+        tool, k, what, rep, secs, rss, status, load_avg = fields[:8]
+        # CPU seconds were added as a ninth column later; None where absent.
+        cpu = float(fields[8]) if len(fields) > 8 else None
+        rows[(tool, int(k), what)].append(
+            (float(secs), int(rss), status, float(load_avg), cpu)
+        )
     return rows
 
 
@@ -62,6 +67,11 @@ def rss_cell(runs):
         return "n/a"
     mib = max(r[1] for r in ok) / 1024
     return f"{mib:.0f} MiB" if mib >= 10 else f"{mib:.1f} MiB"
+
+
+def cpu_cell(runs):
+    cpus = [r[4] for r in runs if r[2] == "ok" and r[4] is not None]
+    return fmt(statistics.median(cpus)) if cpus else "n/a"
 
 
 def ratio(sp, other):
@@ -118,14 +128,17 @@ def main():
     big = sorted(k for k in {k for (t, k, _) in rows if t == "scalepipe"} if k not in ks)
     if big:
         out.append("\n#### scalepipe alone\n")
-        out.append("| K | measurement | median | peak RSS | load at start |")
-        out.append("|---|---|---|---|---|")
+        out.append("| K | measurement | median | median CPU | peak RSS | load at start |")
+        out.append("|---|---|---|---|---|---|")
         for k in big:
             for what, label in WHATS:
                 runs = rows.get(("scalepipe", k, what), [])
                 if runs:
                     loads = ", ".join(f"{r[3]:.1f}" for r in runs)
-                    out.append(f"| {k:,} | {label} | {cell(runs)[0]} | {rss_cell(runs)} | {loads} |")
+                    out.append(
+                        f"| {k:,} | {label} | {cell(runs)[0]} | {cpu_cell(runs)} "
+                        f"| {rss_cell(runs)} | {loads} |"
+                    )
     print("\n".join(out))
 
 
