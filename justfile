@@ -36,3 +36,12 @@ bench-fit:
 # in PyTorch CPU (installs torch into bench/.venv), e.g. `just bench-train --threads 1`.
 bench-train *args:
     bash bench/train/run.sh {{args}}
+
+# Side-by-side with Snakemake and DVC (installs them into bench/.venv; ~1 hour on
+# 2 cores); `just bench-report bench/work/raw.tsv` prints the tables.
+bench-compare *args:
+    bash bench/engine/compare.sh {{args}}
+
+# Markdown tables from compare.sh's raw measurements.
+bench-report raw="bench/work/raw.tsv":
+    python3 bench/engine/report.py {{raw}}

@@ -16,7 +16,7 @@ use crate::executor::{decide, Decision, Event, Executor, InstanceResult, Status}
 use crate::graph::Plan;
 use crate::pipeline::Pipeline;
 use crate::reporter::{InstanceRecord, RunRecord};
-use crate::store::{PipelineState, ResultsView, StateEntry, Store};
+use crate::store::{PipelineState, ResultsView, StateEntry, Store, StoredKey};
 
 /// Options of `scalepipe run`.
 #[derive(Debug, Clone)]
@@ -141,7 +141,7 @@ impl Workspace {
                     inst.id.clone(),
                     StateEntry {
                         fingerprint: inst.fingerprint.clone(),
-                        key: inst.key.clone(),
+                        key: StoredKey::new(&inst.key),
                     },
                 );
             }
@@ -173,7 +173,7 @@ impl Workspace {
                 .zip(&decisions)
                 .map(|((inst, result), decision)| InstanceRecord {
                     id: inst.id.clone(),
-                    stage: inst.stage_name.clone(),
+                    stage: inst.stage_name.to_string(),
                     kind: inst.kind.name.to_string(),
                     fingerprint: inst.fingerprint.clone(),
                     status: result.status.label().to_string(),
@@ -207,6 +207,7 @@ impl Workspace {
         state: &PipelineState,
         view: &ResultsView,
     ) -> Result<(), Error> {
+        let listing = view.list();
         for (inst, result) in plan.instances.iter().zip(results) {
             let current = match result.status {
                 Status::Executed => false,
@@ -215,7 +216,7 @@ impl Workspace {
                         .instances
                         .get(&inst.id)
                         .is_some_and(|s| s.fingerprint == inst.fingerprint)
-                        && view.instance_dir(&inst.id).is_dir()
+                        && listing.has(&inst.id)
                 }
                 _ => continue,
             };
@@ -225,7 +226,7 @@ impl Workspace {
             }
         }
         let ids: Vec<&str> = plan.instances.iter().map(|i| i.id.as_str()).collect();
-        view.prune(&ids)
+        view.prune(&listing, &ids)
             .map_err(|e| Error::io("cannot prune old results", e))
     }
 

@@ -8,10 +8,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 K=${1:-10000}
 REPS=${2:-5}
-cargo build --release -q
-BIN=${CARGO_TARGET_DIR:-target}/release/scalepipe
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
+# Installed, not taken from target/release: worktrees sharing CARGO_TARGET_DIR
+# overwrite each other's target/release/scalepipe (see compare.sh).
+cargo install --quiet --locked --force --path . --root "$WORK/install"
+BIN=$WORK/install/bin/scalepipe
 
 python3 - "$K" > "$WORK/bench.toml" <<'PY'
 import sys

@@ -1,5 +1,7 @@
 //! Whether each instance is cached or must run, and why.
 
+use std::borrow::Cow;
+
 use crate::graph::Plan;
 use crate::store::{PipelineState, Store};
 
@@ -8,8 +10,9 @@ use crate::store::{PipelineState, Store};
 pub enum Decision {
     /// A complete entry with this fingerprint is in the store.
     Cached,
-    /// The instance runs; the reason says what changed.
-    Run { reason: String },
+    /// The instance runs; the reason says what changed (mostly fixed words, so
+    /// borrowed: a first run of a large sweep decides "new" for every instance).
+    Run { reason: Cow<'static, str> },
 }
 
 impl Decision {
@@ -36,20 +39,27 @@ impl Decision {
 
 /// Decides every instance of a plan against the store and the pipeline's last run.
 pub fn decide(plan: &Plan, store: &Store, state: &PipelineState, force: bool) -> Vec<Decision> {
+    if force {
+        return vec![
+            Decision::Run {
+                reason: Cow::Borrowed("forced"),
+            };
+            plan.instances.len()
+        ];
+    }
+    // One listing of the store instead of a `stat` per instance (see
+    // `Store::listed` for why a listed entry is complete).
+    let committed = store.listed();
     plan.instances
         .iter()
         .map(|inst| {
-            if force {
-                return Decision::Run {
-                    reason: "forced".into(),
-                };
-            }
-            if store.contains(&inst.fingerprint) {
+            if committed.contains(&inst.fingerprint) {
                 return Decision::Cached;
             }
-            let reason = match state.instances.get(&inst.id) {
-                None => "new".to_string(),
-                Some(before) => inst.key.change_from(&before.key),
+            let before = state.instances.get(&inst.id).and_then(|e| e.key.parse());
+            let reason = match before {
+                None => Cow::Borrowed("new"),
+                Some(before) => Cow::Owned(inst.key.change_from(&before)),
             };
             Decision::Run { reason }
         })

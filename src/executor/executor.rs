@@ -5,6 +5,7 @@
 //! training stage with its own rayon pool does not oversubscribe the cores. Work
 //! runs on a rayon pool of `--jobs` threads; the calling thread only schedules.
 
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -80,7 +81,7 @@ impl Executor<'_> {
         // Inputs still to finish before each instance may start. Cached instances
         // are done from the start: their entries do not need their inputs.
         let mut waiting: Vec<usize> = plan.instances.iter().map(|i| i.inputs.len()).collect();
-        let mut ready = std::collections::VecDeque::new();
+        let mut ready = ReadyQueue::default();
         for (i, decision) in decisions.iter().enumerate() {
             if !decision.runs() {
                 results[i] = Some(InstanceResult {
@@ -100,9 +101,13 @@ impl Executor<'_> {
                 }
             }
         }
+        let class = |i: usize| {
+            let r = plan.instances[i].resources;
+            (r.threads.clamp(1, jobs), r.gpu)
+        };
         for i in 0..n {
             if results[i].is_none() && waiting[i] == 0 {
-                ready.push_back(i);
+                ready.push(i, class(i));
             }
         }
 
@@ -123,13 +128,13 @@ impl Executor<'_> {
             }
             if !stopping {
                 loop {
-                    let fits = ready.iter().position(|&i| {
-                        let r = plan.instances[i].resources;
-                        let t = r.threads.clamp(1, jobs);
-                        threads_in_use + t <= jobs && !(r.gpu && gpu_in_use)
-                    });
-                    let Some(pos) = fits else { break };
-                    let i = ready.remove(pos).expect("position is in range");
+                    // The longest-waiting ready instance whose threads and GPU fit.
+                    let fits = |(t, gpu): (usize, bool)| {
+                        threads_in_use + t <= jobs && !(gpu && gpu_in_use)
+                    };
+                    let Some(i) = ready.pop_first(fits) else {
+                        break;
+                    };
                     let r = plan.instances[i].resources;
                     let threads = r.threads.clamp(1, jobs);
                     threads_in_use += threads;
@@ -182,7 +187,7 @@ impl Executor<'_> {
                     for c in plan.consumers(done.index) {
                         waiting[c] -= 1;
                         if waiting[c] == 0 && results[c].is_none() {
-                            ready.push_back(c);
+                            ready.push(c, class(c));
                         }
                     }
                 }
@@ -266,10 +271,10 @@ impl Executor<'_> {
             .map(|&j| {
                 let up = &self.plan.instances[j];
                 InputRef {
-                    stage: up.stage_name.clone(),
+                    stage: up.stage_name.to_string(),
                     id: up.id.clone(),
                     kind: up.kind.name.to_string(),
-                    params: up.params.clone(),
+                    params: self.plan.params(j),
                     dir: self.store.out_dir(&up.fingerprint),
                     fingerprint: up.fingerprint.clone(),
                 }
@@ -285,11 +290,12 @@ impl Executor<'_> {
                 message,
             })
         };
+        let params = self.plan.params(i);
         let ctx = StageContext::new(
             &inst.id,
             &out_dir,
             &inputs,
-            &inst.params,
+            &params,
             threads,
             self.cancel,
             &progress,
@@ -322,7 +328,7 @@ impl Executor<'_> {
                 let manifest = Manifest {
                     fingerprint: inst.fingerprint.clone(),
                     pipeline: self.plan.pipeline.name.clone(),
-                    stage: inst.stage_name.clone(),
+                    stage: inst.stage_name.to_string(),
                     id: inst.id.clone(),
                     key: inst.key.clone(),
                     started,
@@ -358,9 +364,75 @@ impl Executor<'_> {
     }
 }
 
+/// What an instance asks the scheduler for: threads (clamped to `--jobs`), GPU.
+type ResourceClass = (usize, bool);
+
+/// Instances whose inputs are done, in the order they became ready, grouped by
+/// the resources they ask for.
+///
+/// The scheduler starts the first ready instance that fits the free threads.
+/// Scanning one queue for it cost O(ready) per start, O(n²) over a wide sweep
+/// (and a full scan after every finished stage while the pool is busy). All
+/// instances of a class fit or none does, so the first fitting instance is the
+/// earliest front among the fitting classes, and there are few classes.
+#[derive(Default)]
+struct ReadyQueue {
+    /// Each class and its instances with their arrival numbers.
+    classes: Vec<(ResourceClass, VecDeque<(u64, usize)>)>,
+    arrivals: u64,
+}
+
+impl ReadyQueue {
+    fn push(&mut self, i: usize, class: ResourceClass) {
+        let n = self.arrivals;
+        self.arrivals += 1;
+        match self.classes.iter_mut().find(|(c, _)| *c == class) {
+            Some((_, queue)) => queue.push_back((n, i)),
+            None => self.classes.push((class, VecDeque::from([(n, i)]))),
+        }
+    }
+
+    /// Removes and returns the earliest-arrived instance whose class fits.
+    fn pop_first(&mut self, fits: impl Fn(ResourceClass) -> bool) -> Option<usize> {
+        let (_, queue) = self
+            .classes
+            .iter_mut()
+            .filter(|(class, queue)| !queue.is_empty() && fits(*class))
+            .min_by_key(|(_, queue)| queue.front().map(|(n, _)| *n))?;
+        queue.pop_front().map(|(_, i)| i)
+    }
+}
+
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReadyQueue;
+
+    /// Same choices as scanning one FIFO for the first instance that fits.
+    #[test]
+    fn ready_queue_pops_the_earliest_instance_that_fits() {
+        let mut q = ReadyQueue::default();
+        q.push(0, (2, false));
+        q.push(1, (1, false));
+        q.push(2, (1, true));
+        q.push(3, (2, false));
+        q.push(4, (1, false));
+        // Everything fits: arrival order.
+        assert_eq!(q.pop_first(|_| true), Some(0));
+        // One free thread, GPU busy: skips the two-thread and GPU instances.
+        assert_eq!(q.pop_first(|(t, gpu)| t <= 1 && !gpu), Some(1));
+        assert_eq!(q.pop_first(|(t, gpu)| t <= 1 && !gpu), Some(4));
+        assert_eq!(q.pop_first(|(t, gpu)| t <= 1 && !gpu), None);
+        assert_eq!(q.pop_first(|_| true), Some(2));
+        q.push(5, (1, false));
+        assert_eq!(q.pop_first(|_| true), Some(3));
+        assert_eq!(q.pop_first(|_| true), Some(5));
+        assert_eq!(q.pop_first(|_| true), None);
+    }
 }

@@ -10,25 +10,31 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 
-use crate::pipeline::{canonical_json, display_value, Diagnostic, Pipeline, Point, StageDef};
+use crate::pipeline::{
+    canonical_json_text, write_display_value, Diagnostic, Pipeline, Point, StageDef,
+};
 use crate::stages::{ConfigureContext, Kind, Resources, Stage};
-use crate::store::{hash_file, CacheKey, FileHash};
+use crate::store::{hash_file, CacheKey, CanonicalJson, FileHash};
 
 /// One configured stage instance.
+///
+/// Kept small, because a plan holds one per sweep point (a million for the
+/// largest benchmarked sweep): the resolved parameters are not stored but
+/// rebuilt by [`Plan::params`] when the instance runs, and the stage name is
+/// shared by all instances of a stage.
 pub struct Instance {
     /// Readable id, e.g. `train[seed=0,width=64]`.
     pub id: String,
     /// Index of the stage in the pipeline.
     pub stage: usize,
-    pub stage_name: String,
+    pub stage_name: Arc<str>,
     pub kind: &'static Kind,
     pub point: Point,
-    /// Resolved parameters (sweep values and seed applied).
-    pub params: toml::Table,
     /// Indices of the input instances, in input order.
     pub inputs: Vec<usize>,
     pub job: Box<dyn Stage>,
@@ -74,6 +80,17 @@ impl Plan {
             instances,
             graph,
         })
+    }
+
+    /// Resolved parameters of instance `i` (sweep values and seed applied): what
+    /// its kind was configured with and what its consumers see of it.
+    pub fn params(&self, i: usize) -> toml::Table {
+        let inst = &self.instances[i];
+        resolve_params(
+            &self.pipeline.stages[inst.stage],
+            &inst.point,
+            self.pipeline.seed,
+        )
     }
 
     /// Indices of the instances that read instance `i`'s outputs.
@@ -221,7 +238,7 @@ impl Builder<'_> {
             for point in &points {
                 for &u in index.get(&project(point, &shared)).into_iter().flatten() {
                     let mut merged = point.clone();
-                    for (k, v) in &self.instances[u].point {
+                    for (k, v) in self.instances[u].point.iter() {
                         merged.insert(k.clone(), v.clone());
                     }
                     next.push(merged);
@@ -254,6 +271,7 @@ impl Builder<'_> {
             base_dir: &pipeline.base_dir,
             input_kinds: &input_kinds,
         };
+        let stage_name: Arc<str> = Arc::from(stage.name.as_str());
 
         // Index each input stage's instances by the keys it shares with this one.
         let mut input_indexes = Vec::new();
@@ -267,13 +285,15 @@ impl Builder<'_> {
             input_indexes.push((input.clone(), shared, index));
         }
 
+        self.instances.reserve(points.len());
+        self.by_stage[s].reserve(points.len());
         for point in points {
             let id = instance_id(&stage.name, &point);
             let mut inputs = Vec::new();
             for (input, shared, index) in &input_indexes {
                 let matched = index
                     .get(&project(&point, shared))
-                    .cloned()
+                    .map(Vec::as_slice)
                     .unwrap_or_default();
                 if matched.is_empty() {
                     return Err(Box::new(
@@ -285,7 +305,7 @@ impl Builder<'_> {
                         .in_stage(&stage.name),
                     ));
                 }
-                inputs.extend(matched);
+                inputs.extend_from_slice(matched);
             }
             let params = resolve_params(stage, &point, pipeline.seed);
             let job = (stage.kind.configure)(&params, &cx).map_err(|e| {
@@ -307,7 +327,7 @@ impl Builder<'_> {
             let key = CacheKey::new(
                 stage.kind.name,
                 stage.kind.version,
-                canonical_json(&toml::Value::Table(params.clone())),
+                CanonicalJson::of_table(&params),
                 inputs
                     .iter()
                     .map(|&i| self.instances[i].fingerprint.clone())
@@ -319,10 +339,9 @@ impl Builder<'_> {
             self.instances.push(Instance {
                 id,
                 stage: s,
-                stage_name: stage.name.clone(),
+                stage_name: stage_name.clone(),
                 kind: stage.kind,
                 point,
-                params,
                 inputs,
                 job,
                 resources,
@@ -408,7 +427,10 @@ fn param_naming(stage: &StageDef, shown: &str) -> Option<String> {
 
 /// Keys two points share, sorted.
 fn shared_keys(a: &Point, b: &Point) -> Vec<String> {
-    a.keys().filter(|k| b.contains_key(*k)).cloned().collect()
+    a.keys()
+        .filter(|k| b.contains_key(k))
+        .map(String::from)
+        .collect()
 }
 
 /// A point's values on `keys`, as a lookup key.
@@ -416,7 +438,7 @@ fn project(point: &Point, keys: &[String]) -> String {
     let mut out = String::new();
     for k in keys {
         if let Some(v) = point.get(k) {
-            out.push_str(&canonical_json(v).to_string());
+            out.push_str(&canonical_json_text(v));
         }
         out.push('\u{1f}');
     }
@@ -428,11 +450,16 @@ pub fn instance_id(stage: &str, point: &Point) -> String {
     if point.is_empty() {
         return stage.to_string();
     }
-    let parts: Vec<String> = point
-        .iter()
-        .map(|(k, v)| format!("{k}={}", display_value(v)))
-        .collect();
-    format!("{stage}[{}]", parts.join(","))
+    let mut id = String::with_capacity(stage.len() + 16 * point.len());
+    id.push_str(stage);
+    for (n, (k, v)) in point.iter().enumerate() {
+        id.push(if n == 0 { '[' } else { ',' });
+        id.push_str(k);
+        id.push('=');
+        write_display_value(&mut id, v);
+    }
+    id.push(']');
+    id
 }
 
 /// The stage's parameters with this instance's own sweep values and the seed.

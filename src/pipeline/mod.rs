@@ -13,4 +13,7 @@ pub use diagnostic::Diagnostic;
 pub use parse::{Pipeline, StageDef};
 pub use source::{Source, Span};
 pub use sweep::{Point, Sweep, SweepMode};
-pub use value::{canonical_json, display_value};
+pub use value::{
+    canonical_json, canonical_json_text, display_value, write_display_value, Canonical,
+    CanonicalTable,
+};

@@ -375,7 +375,6 @@ impl Parser<'_> {
                 ));
             }
             let values: Vec<toml::Value> = array.iter().map(from_edit).collect();
-            let mut seen = HashSet::new();
             for (v, raw) in values.iter().zip(array.iter()) {
                 if matches!(v, toml::Value::Array(_) | toml::Value::Table(_)) {
                     return Err(self.error(
@@ -383,15 +382,13 @@ impl Parser<'_> {
                         format!("sweep values of `{key}` must be strings, numbers or booleans"),
                     ));
                 }
-                if !seen.insert(super::display_value(v)) {
-                    return Err(self.error(
-                        raw.span(),
-                        format!(
-                            "the sweep over `{key}` lists `{}` twice",
-                            super::display_value(v)
-                        ),
-                    ));
-                }
+            }
+            if let Some(dup) = first_repeat(&values) {
+                let shown = super::display_value(&values[dup]);
+                return Err(self.error(
+                    array.get(dup).and_then(|v| v.span()),
+                    format!("the sweep over `{key}` lists `{shown}` twice"),
+                ));
             }
             axes.push(Axis {
                 key: key.to_string(),
@@ -446,6 +443,31 @@ impl Parser<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Index of the first value that repeats an earlier one, as instance ids show
+/// them (`1` and `"1"` would give the same id, so they repeat).
+///
+/// Sweeps of integers or of strings, the common kinds, are compared as they are
+/// rather than through a formatted string each: a sweep can hold a million values.
+fn first_repeat(values: &[toml::Value]) -> Option<usize> {
+    fn first<K: std::hash::Hash + Eq>(keys: impl Iterator<Item = K>, n: usize) -> Option<usize> {
+        let mut seen = HashSet::with_capacity(n);
+        for (i, key) in keys.enumerate() {
+            if !seen.insert(key) {
+                return Some(i);
+            }
+        }
+        None
+    }
+    let n = values.len();
+    if values.iter().all(|v| v.is_integer()) {
+        first(values.iter().filter_map(toml::Value::as_integer), n)
+    } else if values.iter().all(|v| v.is_str()) {
+        first(values.iter().filter_map(toml::Value::as_str), n)
+    } else {
+        first(values.iter().map(super::display_value), n)
     }
 }
 

@@ -8,6 +8,7 @@
 //! whose content enters the fingerprint; `threads` declares how many cores the
 //! program keeps busy.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -23,24 +24,28 @@ pub const KIND: Kind = Kind {
     configure,
 };
 
-/// A configured command stage.
+/// A configured command stage: the command with its parameters substituted.
+/// The `SCALEPIPE_PARAM_*` variables are built from the parameters when it runs,
+/// not stored: a plan holds one configured stage per sweep point.
 #[derive(Debug)]
 pub struct CommandStage {
     cmd: String,
     deps: Vec<PathBuf>,
     threads: usize,
-    env: Vec<(String, String)>,
 }
 
+/// Parameters with a meaning of their own; every other one is substituted.
+const OWN_KEYS: [&str; 3] = ["cmd", "deps", "threads"];
+
 fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stage>, ParamError> {
-    let mut cmd = None;
+    let mut cmd: Option<&str> = None;
     let mut deps = Vec::new();
     let mut threads = 1;
     let mut values = Vec::new();
     for (key, value) in params {
         match key.as_str() {
             "cmd" => match value {
-                toml::Value::String(s) if !s.trim().is_empty() => cmd = Some(s.clone()),
+                toml::Value::String(s) if !s.trim().is_empty() => cmd = Some(s),
                 _ => return Err(ParamError::at("cmd", "expected a non-empty string")),
             },
             "deps" => {
@@ -68,36 +73,51 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stag
                         "expected a string, number or boolean (command parameters are substituted into `cmd`)",
                     )
                 })?;
-                values.push((key.clone(), text));
+                values.push((key.as_str(), text));
             }
         }
     }
-    let mut cmd =
-        cmd.ok_or_else(|| ParamError::new("missing parameter `cmd` (the shell command to run)"))?;
+    let mut cmd = cmd
+        .ok_or_else(|| ParamError::new("missing parameter `cmd` (the shell command to run)"))?
+        .to_string();
+    // In parameter order, each over the result of the previous one.
+    let mut pattern = String::new();
     for (key, text) in &values {
-        cmd = cmd.replace(&format!("{{{key}}}"), text);
+        pattern.clear();
+        pattern.push('{');
+        pattern.push_str(key);
+        pattern.push('}');
+        if cmd.contains(pattern.as_str()) {
+            cmd = cmd.replace(pattern.as_str(), text);
+        }
     }
-    let env = values
-        .into_iter()
-        .map(|(k, v)| (format!("SCALEPIPE_PARAM_{}", k.to_uppercase()), v))
-        .collect();
-    Ok(Box::new(CommandStage {
-        cmd,
-        deps,
-        threads,
-        env,
-    }))
+    Ok(Box::new(CommandStage { cmd, deps, threads }))
 }
 
 /// Text of a scalar parameter as substituted into the command.
-fn scalar_text(value: &toml::Value) -> Option<String> {
+fn scalar_text(value: &toml::Value) -> Option<Cow<'_, str>> {
     match value {
-        toml::Value::String(s) => Some(s.clone()),
-        toml::Value::Integer(i) => Some(i.to_string()),
-        toml::Value::Float(f) => Some(f.to_string()),
-        toml::Value::Boolean(b) => Some(b.to_string()),
+        toml::Value::String(s) => Some(Cow::Borrowed(s)),
+        toml::Value::Integer(i) => Some(Cow::Owned(i.to_string())),
+        toml::Value::Float(f) => Some(Cow::Owned(f.to_string())),
+        toml::Value::Boolean(b) => Some(Cow::Owned(b.to_string())),
         _ => None,
     }
+}
+
+/// `SCALEPIPE_PARAM_<NAME>` for every substituted parameter, in parameter order.
+fn param_env(params: &toml::Table) -> Vec<(String, String)> {
+    params
+        .iter()
+        .filter(|(key, _)| !OWN_KEYS.contains(&key.as_str()))
+        .filter_map(|(key, value)| {
+            let text = scalar_text(value)?;
+            Some((
+                format!("SCALEPIPE_PARAM_{}", key.to_uppercase()),
+                text.into_owned(),
+            ))
+        })
+        .collect()
 }
 
 impl Stage for CommandStage {
@@ -131,7 +151,7 @@ impl Stage for CommandStage {
             .env("SCALEPIPE_OUT", out)
             .env("SCALEPIPE_INPUTS", &inputs_path)
             .env("SCALEPIPE_ID", ctx.id())
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(param_env(ctx.params()))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)

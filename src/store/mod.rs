@@ -21,8 +21,8 @@ mod state;
 #[allow(clippy::module_inception)]
 mod store;
 
-pub use fingerprint::{hash_file, CacheKey, FileHash};
+pub use fingerprint::{hash_file, CacheKey, CanonicalJson, FileHash};
 pub use manifest::{Manifest, OutputFile};
-pub use results::ResultsView;
-pub use state::{PipelineState, StateEntry};
+pub use results::{Listing, ResultsView};
+pub use state::{PipelineState, StateEntry, StoredKey};
 pub use store::{Pending, Store, StoreLock};

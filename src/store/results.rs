@@ -5,7 +5,9 @@
 //! written: only committed entries are copied, and each instance directory is
 //! swapped in with a rename.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -31,7 +33,32 @@ impl ResultsView {
 
     /// Directory name of an instance (ids may hold `/` from string values).
     pub fn instance_dir(&self, id: &str) -> PathBuf {
-        self.dir.join(dir_name(id))
+        self.dir.join(dir_name(id).as_ref())
+    }
+
+    /// The directories in the view, read with one directory listing. A run
+    /// checks every cached instance's view and then prunes the view; one listing
+    /// serves both instead of a `stat` per instance plus a second listing.
+    pub fn list(&self) -> Listing {
+        let mut listing = Listing::default();
+        let Ok(dir) = fs::read_dir(&self.dir) else {
+            return listing;
+        };
+        for entry in dir.filter_map(Result::ok) {
+            let name = entry.file_name();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => {
+                    listing.dirs.insert(name);
+                }
+                // Links to directories count as present, as `Path::is_dir`
+                // follows them, but pruning leaves them alone.
+                _ if entry.path().is_dir() => {
+                    listing.linked.insert(name);
+                }
+                _ => {}
+            }
+        }
+        listing
     }
 
     /// Replaces an instance's view with the committed outputs in `out_dir`.
@@ -66,22 +93,44 @@ impl ResultsView {
 
     /// Removes instance directories that are not among `keep` (instances that
     /// left the pipeline), leaving other files such as `run.json` alone.
-    pub fn prune(&self, keep: &[&str]) -> io::Result<()> {
-        let keep: HashSet<String> = keep.iter().map(|id| dir_name(id)).collect();
-        let Ok(dir) = fs::read_dir(&self.dir) else {
-            return Ok(());
-        };
-        for entry in dir {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().to_string();
-            if entry.file_type()?.is_dir() && !keep.contains(&name) {
-                fs::remove_dir_all(entry.path())?;
+    /// `listing` is the view as listed before this run published into it: the
+    /// directories published since are all kept.
+    pub fn prune(&self, listing: &Listing, keep: &[&str]) -> io::Result<()> {
+        let keep: HashSet<Cow<str>> = keep.iter().map(|id| dir_name(id)).collect();
+        for name in &listing.dirs {
+            if !name.to_str().is_some_and(|n| keep.contains(n)) {
+                match fs::remove_dir_all(self.dir.join(name)) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
             }
         }
         Ok(())
     }
 }
 
-fn dir_name(id: &str) -> String {
-    id.replace(['/', '\\', '\0'], "_")
+/// The directories of a results view ([`ResultsView::list`]).
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Directory names.
+    dirs: HashSet<OsString>,
+    /// Names of links to directories.
+    linked: HashSet<OsString>,
+}
+
+impl Listing {
+    /// Whether the view holds a directory for an instance.
+    pub fn has(&self, id: &str) -> bool {
+        let name = dir_name(id);
+        let name = OsStr::new(name.as_ref());
+        self.dirs.contains(name) || self.linked.contains(name)
+    }
+}
+
+fn dir_name(id: &str) -> Cow<'_, str> {
+    if id.contains(['/', '\\', '\0']) {
+        Cow::Owned(id.replace(['/', '\\', '\0'], "_"))
+    } else {
+        Cow::Borrowed(id)
+    }
 }

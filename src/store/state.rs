@@ -7,6 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::CacheKey;
 
@@ -14,7 +15,41 @@ use super::CacheKey;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StateEntry {
     pub fingerprint: String,
-    pub key: CacheKey,
+    pub key: StoredKey,
+}
+
+/// A [`CacheKey`] as the state file holds it: its JSON text, parsed only when
+/// asked.
+///
+/// Every run reads the whole state, but only instances that must run look at
+/// their old key (to say why they run); building every key of a 10,000-instance
+/// state was a quarter of a no-op run. Unchanged entries are written back as
+/// the same text.
+#[derive(Debug, Clone)]
+pub struct StoredKey(Box<RawValue>);
+
+impl StoredKey {
+    pub fn new(key: &CacheKey) -> StoredKey {
+        StoredKey(serde_json::value::to_raw_value(key).expect("cache keys serialize"))
+    }
+
+    /// The key; `None` if the text is not a key (a state file from a future
+    /// version), which callers treat like a missing entry.
+    pub fn parse(&self) -> Option<CacheKey> {
+        serde_json::from_str(self.0.get()).ok()
+    }
+}
+
+impl Serialize for StoredKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for StoredKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Box::<RawValue>::deserialize(deserializer).map(StoredKey)
+    }
 }
 
 /// `.scalepipe/pipelines/<name>.json`.

@@ -1,5 +1,6 @@
 //! The store: committed entries, entries being written, and the workspace lock.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -80,6 +81,22 @@ impl Store {
     /// publishes the entry.
     pub fn contains(&self, fingerprint: &str) -> bool {
         self.entry_dir(fingerprint).join("manifest.json").is_file()
+    }
+
+    /// Fingerprints of the committed entries, read with one directory listing.
+    ///
+    /// Deciding a plan checks every instance; one listing replaces a `stat` of
+    /// each manifest (a fifth of a no-op run of 10,000 instances). A directory
+    /// under `cache/` is always complete: entries get there only by the rename
+    /// in [`Store::commit`], after their manifest is written, and leave by the
+    /// rename in [`Store::remove`] before anything in them is deleted.
+    pub fn listed(&self) -> HashSet<String> {
+        let Ok(dir) = fs::read_dir(self.cache_dir()) else {
+            return HashSet::new();
+        };
+        dir.filter_map(Result::ok)
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect()
     }
 
     pub fn manifest(&self, fingerprint: &str) -> io::Result<Manifest> {

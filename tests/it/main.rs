@@ -8,4 +8,5 @@ mod fit;
 mod harness;
 mod malformed;
 mod report;
+mod stability;
 mod train;
