@@ -6,7 +6,7 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 default:
     @just --list
 
-# Run a pipeline, e.g. `just run pipelines/hello.toml --jobs 2`.
+# Run a pipeline, e.g. `just run pipelines/quickstart.toml --jobs 2`.
 run file *args:
     cargo run --release -- run {{file}} {{args}}
 
@@ -35,3 +35,13 @@ bench-compare *args:
 # Markdown tables from compare.sh's raw measurements.
 bench-report raw="bench/work/raw.tsv":
     python3 bench/engine/report.py {{raw}}
+
+# Power-law fit speed: the 4,500-start Chinchilla grid and 4,000 bootstrap refits,
+# beside scipy's L-BFGS-B (installs numpy and scipy into bench/.venv).
+bench-fit:
+    bash bench/fit/run.sh
+
+# Training throughput: dfdx MLPs and transformers at 3 sizes beside the same models
+# in PyTorch CPU (installs torch into bench/.venv), e.g. `just bench-train --threads 1`.
+bench-train *args:
+    bash bench/train/run.sh {{args}}

@@ -10,11 +10,14 @@ pub mod cli;
 pub mod data;
 pub mod error;
 pub mod executor;
+pub mod fit;
 pub mod graph;
 pub mod pipeline;
+pub mod report;
 pub mod reporter;
 pub mod stages;
 pub mod store;
+pub mod train;
 pub mod workspace;
 
 pub use error::Error;

@@ -8,6 +8,11 @@
 
 pub mod command;
 mod context;
+pub mod dataset;
+pub mod eval;
+pub mod fit;
+pub mod report;
+pub mod train;
 
 pub use context::{InputRef, StageContext};
 
@@ -151,7 +156,19 @@ pub struct Kind {
 
 /// Every built-in kind.
 pub fn kinds() -> &'static [Kind] {
-    static KINDS: &[Kind] = &[command::KIND];
+    static KINDS: &[Kind] = &[
+        command::KIND,
+        dataset::teacher::KIND,
+        dataset::markov_text::KIND,
+        dataset::csv::KIND,
+        dataset::parquet::KIND,
+        dataset::text::KIND,
+        dataset::idx::KIND,
+        train::KIND,
+        eval::KIND,
+        fit::KIND,
+        report::KIND,
+    ];
     KINDS
 }
 
@@ -174,6 +191,10 @@ pub fn parse_params<P: DeserializeOwned>(table: &toml::Table) -> Result<P, Param
             .map(str::to_string);
         let key = match (unknown, path.as_str()) {
             (Some(field), "." | "") => Some(field),
+            // serde_path_to_error's path already ends with the unknown field.
+            (Some(field), p) if p == field || p.ends_with(&format!(".{field}")) => {
+                Some(p.to_string())
+            }
             (Some(field), p) => Some(format!("{p}.{field}")),
             (None, "." | "") => None,
             (None, p) => Some(p.to_string()),
@@ -181,4 +202,18 @@ pub fn parse_params<P: DeserializeOwned>(table: &toml::Table) -> Result<P, Param
         let message = inner.lines().next().unwrap_or_default().to_string();
         ParamError { key, message }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_are_unique() {
+        let mut names: Vec<&str> = kinds().iter().map(|k| k.name).collect();
+        let count = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), count, "a kind is registered twice");
+    }
 }

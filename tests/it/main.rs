@@ -2,7 +2,11 @@
 //! module per area. They drive the real `scalepipe` binary in temporary
 //! workspaces through the small builder in `harness`.
 
+mod data;
 mod engine;
+mod fit;
 mod harness;
 mod malformed;
+mod report;
 mod stability;
+mod train;

@@ -1,0 +1,33 @@
+//! Power-law fitting: the scientific core of scalepipe.
+//!
+//! Fits saturating power laws (`L = E + A/N^alpha`, `E + B/D^beta`,
+//! `E + K/C^gamma`) and Hoffmann et al.'s `L = E + A/N^alpha + B/D^beta` the way
+//! Hoffmann et al. (2022) and Besiroglu et al. (2024) do: Huber loss on log loss
+//! with the prediction as a log-sum-exp, L-BFGS from every point of a grid, the
+//! best optimum kept. Around the fit: bootstrap intervals, compute-optimal
+//! allocation, an extrapolation check on held-out larger runs, and IsoFLOP
+//! profiles (Approach 2).
+//!
+//! Data flow: [`table`] gathers runs (Polars) -> [`table::select`] picks the usable
+//! ones -> [`analysis::Analysis::run`] fits ([`objective`], [`optimize`],
+//! [`bootstrap`], [`derived`], [`holdout`], [`isoflop`]) -> [`analysis::FitReport`]
+//! (`fit.json`) and [`summary`] (`summary.md`). The `fit` stage
+//! (`crate::stages::fit`) wires this to files.
+
+pub mod analysis;
+pub mod bootstrap;
+pub mod derived;
+pub mod fastmath;
+pub mod form;
+pub mod grid;
+pub mod holdout;
+pub mod isoflop;
+pub mod objective;
+pub mod optimize;
+pub mod summary;
+pub mod table;
+
+pub use analysis::{Analysis, AnalysisError, Estimate, FitReport, Hooks};
+pub use form::{Form, FormKind, Irreducible, Variable};
+pub use grid::Grid;
+pub use objective::{Objective, Observation, Points};

@@ -1,0 +1,155 @@
+//! The one-paragraph human summary of a fit (`summary.md`): what was fitted to
+//! what, the parameters with their intervals, the compute-optimal allocation and
+//! how well the law extrapolated.
+
+use std::fmt::Write;
+
+use super::analysis::{Estimate, FitReport};
+
+/// Formats a number with 4 significant digits, in scientific notation when large
+/// or small.
+pub fn num(v: f64) -> String {
+    if !v.is_finite() {
+        return format!("{v}");
+    }
+    let a = v.abs();
+    if a != 0.0 && !(1e-2..1e5).contains(&a) {
+        format!("{v:.3e}")
+    } else {
+        let digits = if a == 0.0 {
+            3
+        } else {
+            (3 - a.log10().floor() as i32).max(0) as usize
+        };
+        format!("{v:.digits$}")
+    }
+}
+
+fn est(e: &Estimate) -> String {
+    match (e.lo, e.hi) {
+        (Some(lo), Some(hi)) => format!("{} [95% CI {}, {}]", num(e.value), num(lo), num(hi)),
+        _ => num(e.value),
+    }
+}
+
+/// Renders the paragraph (Markdown, ending with a newline).
+pub fn summary(r: &FitReport) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "Fitted `{}` ({}) to {} runs{} by minimising the Huber loss (delta = {}) of the \
+         error in log loss with L-BFGS from {} starts; the best optimum has objective {} \
+         ({}, {} starts within 1e-6 of it). ",
+        r.formula,
+        r.form.name(),
+        r.n_points,
+        if r.excluded.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} excluded)", r.excluded.len())
+        },
+        num(r.huber_delta),
+        r.optimizer.starts,
+        num(r.objective),
+        if r.optimizer.converged {
+            "converged"
+        } else {
+            "NOT converged"
+        },
+        r.optimizer.starts_within_1e_6,
+    );
+    let params: Vec<String> = r
+        .parameters
+        .0
+        .iter()
+        .map(|(n, e)| format!("{n} = {}", est(e)))
+        .collect();
+    let _ = write!(s, "Parameters: {}", params.join(", "));
+    if let Some(b) = &r.bootstrap {
+        let _ = write!(s, " (intervals from {} bootstrap refits)", b.replicates);
+    }
+    s.push_str(". ");
+    if let (Some(a), Some(b)) = (&r.derived.a, &r.derived.b) {
+        let _ = write!(
+            s,
+            "Compute-optimal allocation: N_opt ∝ C^{}, D_opt ∝ C^{}. ",
+            est(a),
+            est(b)
+        );
+    }
+    for budget in &r.derived.budgets {
+        match (&budget.n_opt, &budget.d_opt, &budget.tokens_per_param) {
+            (Some(n), Some(d), Some(t)) => {
+                let _ = write!(
+                    s,
+                    "At C = {} FLOPs: N_opt = {}, D_opt = {} ({} tokens per parameter), \
+                     predicted loss {}. ",
+                    num(budget.c),
+                    est(n),
+                    est(d),
+                    est(t),
+                    est(&budget.loss)
+                );
+            }
+            _ => {
+                let _ = write!(
+                    s,
+                    "At C = {} FLOPs the predicted loss is {}. ",
+                    num(budget.c),
+                    est(&budget.loss)
+                );
+            }
+        }
+    }
+    if let Some(h) = &r.holdout {
+        let _ = write!(
+            s,
+            "Extrapolation check ({}): fitted on {} runs, the law predicts the {} held-out \
+             runs with mean absolute error {} in loss (mean {}%, max {}% relative). ",
+            h.rule,
+            h.n_fit,
+            h.n_held_out,
+            num(h.errors.mean_abs_error),
+            num(100.0 * h.errors.mean_rel_error),
+            num(100.0 * h.errors.max_rel_error),
+        );
+    }
+    if let Some(iso) = &r.isoflop {
+        let used = iso.bands.iter().filter(|b| b.used).count();
+        match iso.a {
+            Some(a) => {
+                let _ = write!(
+                    s,
+                    "IsoFLOP profiles (Approach 2, {used} of {} bands usable) give N_opt ∝ C^{}.",
+                    iso.bands.len(),
+                    num(a)
+                );
+            }
+            None => {
+                let _ = write!(
+                    s,
+                    "IsoFLOP profiles (Approach 2): only {used} of {} bands usable, too few for an exponent.",
+                    iso.bands.len()
+                );
+            }
+        }
+    }
+    let mut out = s.trim_end().to_string();
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_keep_four_significant_digits() {
+        assert_eq!(num(0.34731), "0.3473");
+        assert_eq!(num(477.8259), "477.8");
+        assert_eq!(num(1.81722), "1.817");
+        assert_eq!(num(5.76e23), "5.760e23");
+        assert_eq!(num(0.0010182), "1.018e-3");
+        assert_eq!(num(20.0), "20.00");
+    }
+}

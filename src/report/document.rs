@@ -1,0 +1,435 @@
+//! The report's content as a small document model ([`Doc`]): headings,
+//! paragraphs, tables, figures and code. It is built once from the gathered
+//! inputs and rendered twice, as Markdown ([`super::markdown`]) and as
+//! self-contained HTML ([`super::html`]), so the two never disagree.
+//!
+//! Paragraph and cell text may hold `code spans` in backticks; each renderer
+//! turns them into its own markup.
+
+use super::figures::Figure;
+use super::fit_doc::Estimate;
+use super::gather::{FitInput, Gathered, RunSource};
+use super::numfmt::{duration, num, percent, sci, sig};
+
+/// A block of the document.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Block {
+    Heading(u8, String),
+    Para(String),
+    List(Vec<String>),
+    Table {
+        header: Vec<String>,
+        rows: Vec<Vec<String>>,
+    },
+    /// A figure: file stem under `figures/`, caption, and the SVG to inline.
+    Figure {
+        stem: String,
+        title: String,
+        caption: String,
+        svg: String,
+    },
+    Code(String),
+}
+
+/// A rendered-agnostic report.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Doc {
+    pub title: String,
+    pub blocks: Vec<Block>,
+}
+
+impl Doc {
+    fn h(&mut self, level: u8, text: impl Into<String>) {
+        self.blocks.push(Block::Heading(level, text.into()));
+    }
+    fn p(&mut self, text: impl Into<String>) {
+        self.blocks.push(Block::Para(text.into()));
+    }
+    fn table(&mut self, header: &[&str], rows: Vec<Vec<String>>) {
+        self.blocks.push(Block::Table {
+            header: header.iter().map(|s| s.to_string()).collect(),
+            rows,
+        });
+    }
+}
+
+/// What the report says about itself: its title, how to reproduce it, and the
+/// fingerprint that identifies its inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    pub title: String,
+    pub command: String,
+    /// blake3 of the input instances' ids and fingerprints.
+    pub fingerprint: String,
+    /// The E the data is known to have (parameter or the inputs' declaration).
+    pub reference_e: Option<f64>,
+    /// Where `reference_e` came from, in words.
+    pub reference_source: &'static str,
+}
+
+/// A value with its interval as `v [lo, hi]`.
+fn with_ci(e: &Estimate, fmt: fn(f64) -> String) -> String {
+    match (e.lo, e.hi) {
+        (Some(lo), Some(hi)) => format!("{} [{}, {}]", fmt(e.value), fmt(lo), fmt(hi)),
+        _ => fmt(e.value),
+    }
+}
+
+fn sig4(v: f64) -> String {
+    num(v)
+}
+
+fn opt(v: Option<f64>, fmt: fn(f64) -> String) -> String {
+    v.map(fmt).unwrap_or_else(|| "n/a".into())
+}
+
+/// Builds the document.
+pub fn build(g: &Gathered, header: &Header, figures: &[(Figure, String)]) -> Doc {
+    let mut doc = Doc {
+        title: header.title.clone(),
+        blocks: Vec::new(),
+    };
+    let ok = g.runs.iter().filter(|r| r.status == "ok").count();
+    doc.p(format!(
+        "Report fingerprint `{}`: the blake3 of the ids and fingerprints of its {} input instances (listed under Provenance). The engine fingerprints every instance from its kind, parameters, inputs and files, so this changes exactly when any run or fit behind the report does.",
+        &header.fingerprint[..16.min(header.fingerprint.len())],
+        g.inputs.len()
+    ));
+    doc.p(format!(
+        "{} runs ({} ok) from {}; {} fit{}: {}.",
+        g.runs.len(),
+        ok,
+        match g.run_source {
+            RunSource::Eval => "the eval stage (held-out loss)",
+            RunSource::Train => "the train stage (final training loss)",
+            RunSource::FitTable => "the fit's table",
+        },
+        g.fits.len(),
+        if g.fits.len() == 1 { "" } else { "s" },
+        if g.fits.is_empty() {
+            "none".to_string()
+        } else {
+            g.fits
+                .iter()
+                .map(|f| format!("`{}` ({})", f.id, f.doc.form.name()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    ));
+
+    let findings = findings(g, header);
+    if !findings.is_empty() {
+        doc.h(2, "Summary");
+        doc.blocks.push(Block::List(findings));
+    }
+
+    doc.h(2, "Runs");
+    let rows = g
+        .runs
+        .iter()
+        .map(|r| {
+            vec![
+                format!("`{}`", r.id),
+                opt(r.n, sci),
+                opt(r.d, sci),
+                opt(r.c, sci),
+                opt(r.loss, sig4),
+                opt(r.train_loss, sig4),
+                r.status.clone(),
+                opt(r.time_s, duration),
+            ]
+        })
+        .collect();
+    doc.table(
+        &[
+            "run",
+            "N",
+            "D",
+            "C (FLOPs)",
+            "loss",
+            "train loss",
+            "status",
+            "time",
+        ],
+        rows,
+    );
+
+    for fit in &g.fits {
+        fit_section(&mut doc, fit, header);
+    }
+
+    if !figures.is_empty() {
+        doc.h(2, "Figures");
+        for (fig, svg) in figures {
+            doc.blocks.push(Block::Figure {
+                stem: fig.stem.clone(),
+                title: fig.chart.title.clone(),
+                caption: fig.caption.clone(),
+                svg: svg.clone(),
+            });
+        }
+    }
+
+    doc.h(2, "Provenance");
+    doc.table(
+        &["stage", "instance", "kind", "fingerprint"],
+        g.inputs
+            .iter()
+            .map(|i| {
+                vec![
+                    i.stage.clone(),
+                    format!("`{}`", i.id),
+                    i.kind.clone(),
+                    format!("`{}`", &i.fingerprint[..16.min(i.fingerprint.len())]),
+                ]
+            })
+            .collect(),
+    );
+
+    doc.h(2, "Reproduce");
+    doc.p("Run the pipeline again: cached instances are reused, so this only recomputes what changed. `plan` says what would run and why without running it.");
+    let plan = if header.command.contains(" -- run ") {
+        header.command.replacen(" -- run ", " -- plan ", 1)
+    } else {
+        header
+            .command
+            .replacen("scalepipe run ", "scalepipe plan ", 1)
+    };
+    let mut code = header.command.clone();
+    if plan != header.command {
+        code.push('\n');
+        code.push_str(&plan);
+    }
+    doc.blocks.push(Block::Code(code));
+    doc
+}
+
+/// The headline numbers, one line each.
+fn findings(g: &Gathered, header: &Header) -> Vec<String> {
+    let mut out = Vec::new();
+    for fit in &g.fits {
+        let params: Vec<String> = fit
+            .doc
+            .ordered_parameters()
+            .iter()
+            .map(|(name, e)| format!("{name} = {}", num(e.value)))
+            .collect();
+        out.push(format!(
+            "`{}`: `{}` with {} ({} runs).",
+            fit.id,
+            fit.doc.formula,
+            params.join(", "),
+            fit.doc.n_points
+        ));
+        if let (Some(truth), true) = (header.reference_e, fit.doc.e_is_free()) {
+            if let Some(e) = fit.doc.parameters.get("E") {
+                out.push(format!(
+                    "`{}`: fitted E = {} against the true {} ({}): off by {}{}.",
+                    fit.id,
+                    with_ci(e, sig4),
+                    sig(truth, 4),
+                    header.reference_source,
+                    percent((e.value - truth).abs() / truth),
+                    match e.covers(truth) {
+                        Some(true) => ", inside the interval",
+                        Some(false) => ", outside the interval",
+                        None => "",
+                    }
+                ));
+            }
+        }
+        for b in &fit.doc.derived.budgets {
+            if let (Some(n), Some(d)) = (&b.n_opt, &b.d_opt) {
+                out.push(format!(
+                    "`{}`: at C = {} FLOPs the compute-optimal model has N = {} parameters trained on D = {}, reaching loss {}.",
+                    fit.id,
+                    sci(b.c),
+                    with_ci(n, sci),
+                    with_ci(d, sci),
+                    with_ci(&b.loss, sig4)
+                ));
+            }
+        }
+        if let Some(h) = &fit.doc.holdout {
+            out.push(format!(
+                "`{}`: fitted without its {} largest runs, it predicts them with mean error {} (max {}).",
+                fit.id,
+                h.n_held_out,
+                percent(h.mean_rel_error),
+                percent(h.max_rel_error)
+            ));
+        }
+    }
+    out
+}
+
+fn fit_section(doc: &mut Doc, fit: &FitInput, header: &Header) {
+    let d = &fit.doc;
+    doc.h(2, format!("Fit `{}` ({})", fit.id, d.form.name()));
+    doc.p(format!(
+        "`{}` fitted to {} runs; {}. Optimiser: {} starts, {} within 1e-6 of the best, {}.",
+        d.formula,
+        d.n_points,
+        match d.e.as_f64() {
+            Some(e) => format!("E fixed at {}", sig(e, 4)),
+            None => "E fitted".into(),
+        },
+        d.optimizer.starts,
+        d.optimizer.starts_within_1e_6,
+        if d.optimizer.converged {
+            "converged"
+        } else {
+            "NOT converged"
+        }
+    ));
+    let intervals = d
+        .bootstrap
+        .as_ref()
+        .map(|b| format!("95% interval ({} bootstrap replicates)", b.replicates))
+        .unwrap_or_else(|| "interval (no bootstrap requested)".into());
+    let rows = d
+        .ordered_parameters()
+        .into_iter()
+        .map(|(name, e)| {
+            let interval = match (e.lo, e.hi) {
+                (Some(lo), Some(hi)) => format!("[{}, {}]", num(lo), num(hi)),
+                _ => "n/a".into(),
+            };
+            vec![name, num(e.value), interval]
+        })
+        .collect();
+    doc.table(&["parameter", "value", intervals.as_str()], rows);
+
+    if let (Some(truth), Some(e)) = (header.reference_e, d.parameters.get("E")) {
+        if d.e_is_free() {
+            doc.p(format!(
+                "Irreducible loss: the true E is {} ({}); the fit finds {}, an error of {} ({}){}.",
+                sig(truth, 4),
+                header.reference_source,
+                with_ci(e, sig4),
+                sig(e.value - truth, 3),
+                percent((e.value - truth).abs() / truth),
+                match e.covers(truth) {
+                    Some(true) => "; the truth lies inside the interval",
+                    Some(false) => "; the truth lies outside the interval",
+                    None => "",
+                }
+            ));
+        }
+    }
+
+    if !d.derived.budgets.is_empty() {
+        doc.h(3, "Compute-optimal allocation");
+        if let (Some(a), Some(b)) = (&d.derived.a, &d.derived.b) {
+            doc.p(format!(
+                "N_opt grows as C^{} and D_opt as C^{}.",
+                with_ci(a, sig4),
+                with_ci(b, sig4)
+            ));
+        }
+        let rows = d
+            .derived
+            .budgets
+            .iter()
+            .map(|b| {
+                vec![
+                    sci(b.c),
+                    b.n_opt
+                        .as_ref()
+                        .map(|e| with_ci(e, sci))
+                        .unwrap_or("n/a".into()),
+                    b.d_opt
+                        .as_ref()
+                        .map(|e| with_ci(e, sci))
+                        .unwrap_or("n/a".into()),
+                    b.tokens_per_param
+                        .as_ref()
+                        .map(|e| sig(e.value, 3))
+                        .unwrap_or("n/a".into()),
+                    with_ci(&b.loss, sig4),
+                ]
+            })
+            .collect();
+        doc.table(
+            &["C (FLOPs)", "N_opt", "D_opt", "D/N", "predicted loss"],
+            rows,
+        );
+    }
+
+    if let Some(h) = &d.holdout {
+        doc.h(3, "Extrapolation check");
+        doc.p(format!(
+            "Held out {} ({} runs), fitted on the other {}: mean absolute error {} ({}), max {} ({}).",
+            h.rule,
+            h.n_held_out,
+            h.n_fit,
+            sig(h.mean_abs_error, 3),
+            percent(h.mean_rel_error),
+            sig(h.max_abs_error, 3),
+            percent(h.max_rel_error)
+        ));
+        let rows = h
+            .runs
+            .iter()
+            .map(|r| {
+                vec![
+                    format!("`{}`", r.id),
+                    sci(r.n),
+                    sci(r.d),
+                    sig(r.observed, 4),
+                    sig(r.predicted, 4),
+                    percent(r.rel_error),
+                ]
+            })
+            .collect();
+        doc.table(
+            &["held-out run", "N", "D", "observed", "predicted", "error"],
+            rows,
+        );
+    }
+
+    if let Some(iso) = &d.isoflop {
+        doc.h(3, "IsoFLOP profiles");
+        if let (Some(a), Some(k)) = (iso.a, iso.k) {
+            doc.p(format!(
+                "Across bands, N_opt = {} C^{} (Approach 2), to compare with the parametric exponent above.",
+                sci(k),
+                sig(a, 3)
+            ));
+        }
+        let rows = iso
+            .bands
+            .iter()
+            .map(|b| {
+                vec![
+                    sci(b.c),
+                    b.runs.to_string(),
+                    opt(b.n_opt, sci),
+                    opt(b.d_opt, sci),
+                    opt(b.loss_min, sig4),
+                    if b.used {
+                        "yes".into()
+                    } else {
+                        format!("no: {}", b.note.clone().unwrap_or_default())
+                    },
+                ]
+            })
+            .collect();
+        doc.table(
+            &["band C", "runs", "N_opt", "D_opt", "min loss", "used"],
+            rows,
+        );
+    }
+
+    doc.h(3, "Excluded runs");
+    if d.excluded.is_empty() {
+        doc.p("None: every run entered the fit.");
+    } else {
+        doc.blocks.push(Block::List(
+            d.excluded
+                .iter()
+                .map(|e| format!("`{}`: {}", e.id, e.reason))
+                .collect(),
+        ));
+    }
+}

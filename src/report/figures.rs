@@ -1,0 +1,606 @@
+//! The report's figures, each built as a [`Chart`] from the gathered runs and
+//! fits: loss against N, D and C with the fitted laws, IsoFLOP profiles,
+//! training curves, and observed against predicted loss per fit.
+//!
+//! Ordered quantities (model size, data size) get sequential colours, so the
+//! eye reads size from colour across figures; fitted curves take the colour of
+//! the runs they describe.
+
+use super::gather::{group_at_most, group_by, Gathered, Prediction, RunRow};
+use super::law::{log_space, Law};
+use super::numfmt::sci;
+use super::plot::{categorical, sequential, Chart, Series, Shape, DARK, GREY, HIGHLIGHT};
+use crate::fit::form::{FormKind, Variable};
+
+/// Axis wording that depends on the data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Labels {
+    /// The loss's unit (`MSE`, `nats/token`), when known.
+    pub loss_unit: Option<String>,
+    /// `held-out`, `final training`, or empty for runs read from a table.
+    pub loss_kind: String,
+    /// What D counts (`examples`, `tokens`).
+    pub d_unit: String,
+}
+
+impl Labels {
+    fn loss(&self) -> String {
+        let kind = if self.loss_kind.is_empty() {
+            "loss".to_string()
+        } else {
+            format!("{} loss", self.loss_kind)
+        };
+        format!("{kind}{}", self.unit())
+    }
+    /// ` (unit)`, or nothing when the unit is unknown.
+    fn unit(&self) -> String {
+        self.loss_unit
+            .as_ref()
+            .map(|u| format!(" ({u})"))
+            .unwrap_or_default()
+    }
+    fn n(&self) -> String {
+        "N (parameters)".to_string()
+    }
+    fn d(&self) -> String {
+        format!("D (training {})", self.d_unit)
+    }
+    fn c(&self) -> String {
+        "C (training FLOPs, 6ND)".to_string()
+    }
+}
+
+/// A chart with the file name and words it appears under.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    /// File stem under `figures/`.
+    pub stem: String,
+    pub caption: String,
+    pub chart: Chart,
+}
+
+/// Every figure the data supports, in reading order.
+pub fn figures(g: &Gathered, labels: &Labels) -> Vec<Figure> {
+    let mut out = Vec::new();
+    out.extend(loss_vs(g, labels, Variable::N));
+    out.extend(loss_vs(g, labels, Variable::D));
+    out.extend(loss_vs_c(g, labels));
+    for fit in &g.fits {
+        out.extend(isoflop(labels, fit));
+    }
+    out.extend(curves(g, labels));
+    for fit in &g.fits {
+        out.extend(observed_vs_predicted(labels, fit));
+    }
+    out.into_iter().filter(|f| f.chart.has_data()).collect()
+}
+
+/// Most series (colours) a figure shows before it bins runs by size.
+const MAX_SERIES: usize = 8;
+
+/// `=` for exact groups, `≈` for bins.
+fn eq(binned: bool) -> &'static str {
+    if binned {
+        "≈"
+    } else {
+        "="
+    }
+}
+
+/// Reads one quantity of a run.
+type Getter = fn(&RunRow) -> Option<f64>;
+
+fn ok(r: &RunRow) -> bool {
+    r.status == "ok" && r.loss.is_some_and(|l| l.is_finite() && l > 0.0)
+}
+
+/// The first law of a form among the fits.
+fn law_of(g: &Gathered, kind: FormKind) -> Option<(String, Law)> {
+    g.fits.iter().find_map(|f| {
+        let law = f.doc.law()?;
+        (law.kind() == kind).then(|| (f.id.clone(), law))
+    })
+}
+
+/// Loss against N (series per D) or against D (series per N), with the
+/// `chinchilla` fit along each series and the one-variable fit dashed.
+fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
+    let (get_x, get_group): (Getter, Getter) = match x {
+        Variable::N => (|r| r.n, |r| r.d),
+        _ => (|r| r.d, |r| r.n),
+    };
+    let runs: Vec<&RunRow> = g.runs.iter().filter(|r| ok(r)).collect();
+    let keyed: Vec<(usize, f64)> = runs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((i, get_group(r)?)))
+        .collect();
+    let (groups, binned) = group_at_most(&keyed, MAX_SERIES);
+    // Every run shares one value of the other variable? Then one series.
+    let xs: Vec<f64> = runs.iter().filter_map(|r| get_x(r)).collect();
+    let distinct_x = group_by(&xs.iter().copied().enumerate().collect::<Vec<_>>()).len();
+    if distinct_x < 2 {
+        return None;
+    }
+    let (lo, hi) = (
+        xs.iter().copied().fold(f64::INFINITY, f64::min),
+        xs.iter().copied().fold(0.0, f64::max),
+    );
+    let grid = log_space(lo / 1.3, hi * 1.3, 80);
+    let chinchilla = law_of(g, FormKind::Chinchilla);
+    let (name, x_label, group_label, stem) = match x {
+        Variable::N => ("N", labels.n(), labels.d(), "loss_vs_n"),
+        _ => ("D", labels.d(), labels.n(), "loss_vs_d"),
+    };
+    let mut chart = Chart::new(&format!("Loss vs {name}"), &x_label, &labels.loss());
+    chart.legend_title = Some(group_label);
+    let ng = groups.len();
+    for (gi, (value, members)) in groups.iter().enumerate() {
+        let colour = sequential(gi, ng);
+        let pts: Vec<(f64, f64)> = members
+            .iter()
+            .filter_map(|&i| Some((get_x(runs[i])?, runs[i].loss?)))
+            .collect();
+        let other = if x == Variable::N { "D" } else { "N" };
+        chart.series.push(Series::points(
+            Some(format!("{other} {} {}", eq(binned), sci(*value))),
+            colour,
+            Shape::Dot,
+            pts,
+        ));
+        if let Some((_, law)) = &chinchilla {
+            let curve = grid
+                .iter()
+                .map(|&v| {
+                    let (n, d) = if x == Variable::N {
+                        (v, *value)
+                    } else {
+                        (*value, v)
+                    };
+                    (v, law.predict(n, d))
+                })
+                .collect();
+            chart.series.push(Series::line(None, colour, false, curve));
+        }
+    }
+    if let Some((id, _)) = &chinchilla {
+        chart.series.push(Series::line(
+            Some(format!("{id} (chinchilla)")),
+            DARK,
+            false,
+            Vec::new(),
+        ));
+    }
+    let single = if x == Variable::N {
+        FormKind::PowerN
+    } else {
+        FormKind::PowerD
+    };
+    for (k, fit) in g.fits.iter().enumerate() {
+        let Some(law) = fit.doc.law() else { continue };
+        if law.kind() != single {
+            continue;
+        }
+        let curve = grid
+            .iter()
+            .map(|&v| {
+                let (n, d) = if x == Variable::N {
+                    (v, f64::NAN)
+                } else {
+                    (f64::NAN, v)
+                };
+                (v, law.predict(n, d))
+            })
+            .collect();
+        chart.series.push(Series::line(
+            Some(format!("{} ({})", fit.id, single.name())),
+            categorical(k + 1),
+            true,
+            curve,
+        ));
+    }
+    if let Some(e) = g.reference_e {
+        chart
+            .series
+            .push(Series::hline(Some(format!("true E = {}", sci(e))), GREY, e));
+    }
+    Some(Figure {
+        stem: stem.to_string(),
+        caption: format!(
+            "{} against {name} (log-log); colour is the other variable, lines are the fitted laws{}.",
+            labels.loss(),
+            if g.reference_e.is_some() { ", grey dashes the data's irreducible loss" } else { "" }
+        ),
+        chart,
+    })
+}
+
+/// Loss against compute: the runs, the lowest loss reached within each
+/// compute, the fitted compute-optimal frontier, the budgets' optima and E.
+fn loss_vs_c(g: &Gathered, labels: &Labels) -> Option<Figure> {
+    let runs: Vec<&RunRow> = g
+        .runs
+        .iter()
+        .filter(|r| ok(r) && r.c.is_some_and(|c| c > 0.0))
+        .collect();
+    if runs.len() < 2 {
+        return None;
+    }
+    let mut chart = Chart::new("Loss vs compute", &labels.c(), &labels.loss());
+    chart.legend_title = Some("N (parameters)".into());
+    let keyed: Vec<(usize, f64)> = runs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((i, r.n?)))
+        .collect();
+    let (groups, binned) = group_at_most(&keyed, MAX_SERIES);
+    for (gi, (n, members)) in groups.iter().enumerate() {
+        let pts = members
+            .iter()
+            .filter_map(|&i| Some((runs[i].c?, runs[i].loss?)))
+            .collect();
+        chart.series.push(Series::points(
+            Some(format!("N {} {}", eq(binned), sci(*n))),
+            sequential(gi, groups.len()),
+            Shape::Dot,
+            pts,
+        ));
+    }
+    // Empirical frontier: the lowest loss any run reached with at most C.
+    let mut by_c: Vec<(f64, f64)> = runs.iter().filter_map(|r| Some((r.c?, r.loss?))).collect();
+    by_c.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut best = f64::INFINITY;
+    let mut envelope = Vec::new();
+    for (c, l) in by_c {
+        if l < best {
+            if best.is_finite() {
+                envelope.push((c, best));
+            }
+            best = l;
+            envelope.push((c, l));
+        }
+    }
+    chart.series.push(Series::line(
+        Some("lowest loss at <= C".into()),
+        GREY,
+        false,
+        envelope,
+    ));
+    let cs: Vec<f64> = runs.iter().filter_map(|r| r.c).collect();
+    let (lo, hi) = (
+        cs.iter().copied().fold(f64::INFINITY, f64::min),
+        cs.iter().copied().fold(0.0, f64::max),
+    );
+    let mut fitted_e = None;
+    for (k, fit) in g.fits.iter().enumerate() {
+        let Some(law) = fit.doc.law() else { continue };
+        let budgets: Vec<f64> = fit.doc.derived.budgets.iter().map(|b| b.c).collect();
+        let top = budgets.iter().copied().fold(hi * 2.0, f64::max);
+        let grid = log_space(lo / 2.0, top, 100);
+        match law.kind() {
+            FormKind::Chinchilla => {
+                let frontier = grid
+                    .iter()
+                    .filter_map(|&c| law.optimum(c).map(|(_, _, l)| (c, l)))
+                    .collect();
+                chart.series.push(Series::line(
+                    Some(format!("compute-optimal frontier ({})", fit.id)),
+                    DARK,
+                    false,
+                    frontier,
+                ));
+            }
+            FormKind::PowerC => {
+                let curve = grid.iter().map(|&c| (c, law.predict_c(c))).collect();
+                chart.series.push(Series::line(
+                    Some(format!("{} (power_c)", fit.id)),
+                    categorical(k + 1),
+                    true,
+                    curve,
+                ));
+            }
+            _ => continue,
+        }
+        if !budgets.is_empty() {
+            let pts = fit
+                .doc
+                .derived
+                .budgets
+                .iter()
+                .map(|b| (b.c, b.loss.value))
+                .collect();
+            chart.series.push(Series::points(
+                Some(format!("optimum at budgets ({})", fit.id)),
+                HIGHLIGHT,
+                Shape::Triangle,
+                pts,
+            ));
+        }
+        if fit.doc.e_is_free() && fitted_e.is_none() {
+            fitted_e = Some((fit.id.clone(), law.e()));
+        }
+    }
+    if let Some((id, e)) = fitted_e.filter(|(_, e)| *e > 0.0) {
+        chart.series.push(Series::hline(
+            Some(format!("fitted E = {} ({id})", sci(e))),
+            DARK,
+            e,
+        ));
+    }
+    if let Some(e) = g.reference_e {
+        chart
+            .series
+            .push(Series::hline(Some(format!("true E = {}", sci(e))), GREY, e));
+    }
+    Some(Figure {
+        stem: "loss_vs_c".into(),
+        caption: "Loss against training compute. The solid dark line is the fitted compute-optimal frontier (the best N and D = C/6N at each C), triangles the optima at the requested budgets, dashes the fitted irreducible loss E it approaches.".into(),
+        chart,
+    })
+}
+
+/// IsoFLOP profiles of one fit: its runs grouped into the fit's compute
+/// bands, loss against N in each, with the fitted law along the band and the
+/// parabola's minimum.
+fn isoflop(labels: &Labels, fit: &super::gather::FitInput) -> Option<Figure> {
+    let iso = fit.doc.isoflop.as_ref()?;
+    if iso.bands.is_empty() {
+        return None;
+    }
+    let centres: Vec<f64> = iso.bands.iter().map(|b| b.c.log10()).collect();
+    let min_gap = centres
+        .windows(2)
+        .map(|w| (w[1] - w[0]).abs())
+        .fold(f64::INFINITY, f64::min);
+    let tolerance = if min_gap.is_finite() {
+        min_gap / 2.0
+    } else {
+        0.25
+    };
+    let runs: Vec<&Prediction> = fit
+        .predictions
+        .iter()
+        .filter(|p| p.role == "fit" && p.n.is_some() && p.c.is_some() && p.loss.is_some())
+        .collect();
+    let law = fit.doc.law();
+    let mut chart = Chart::new(
+        &format!("IsoFLOP profiles ({})", fit.id),
+        &labels.n(),
+        &labels.loss(),
+    );
+    chart.legend_title = Some("compute band".into());
+    let nb = iso.bands.len();
+    let mut minima = Vec::new();
+    for (bi, band) in iso.bands.iter().enumerate() {
+        let colour = sequential(bi, nb);
+        let members: Vec<&&Prediction> = runs
+            .iter()
+            .filter(|p| {
+                let lc = p.c.unwrap_or(f64::NAN).log10();
+                let nearest = centres
+                    .iter()
+                    .enumerate()
+                    .min_by(|a, b| (a.1 - lc).abs().total_cmp(&(b.1 - lc).abs()))
+                    .map(|(i, _)| i);
+                nearest == Some(bi) && (centres[bi] - lc).abs() <= tolerance
+            })
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        let pts: Vec<(f64, f64)> = members
+            .iter()
+            .filter_map(|p| Some((p.n?, p.loss?)))
+            .collect();
+        let (nlo, nhi) = pts.iter().fold((f64::INFINITY, 0.0f64), |(a, b), p| {
+            (a.min(p.0), b.max(p.0))
+        });
+        chart.series.push(Series::points(
+            Some(format!(
+                "C = {}{}",
+                sci(band.c),
+                if band.used { "" } else { " (unused)" }
+            )),
+            colour,
+            Shape::Dot,
+            pts,
+        ));
+        if let Some(law) = &law {
+            let curve = log_space(nlo / 1.5, nhi * 1.5, 60)
+                .into_iter()
+                .map(|n| (n, law.predict(n, band.c / (6.0 * n))))
+                .collect();
+            chart.series.push(Series::line(None, colour, false, curve));
+        }
+        if let (Some(n), Some(l)) = (band.n_opt, band.loss_min) {
+            minima.push((n, l));
+        }
+    }
+    if law.is_some() {
+        chart.series.push(Series::line(
+            Some("fitted law at the band's C".into()),
+            DARK,
+            false,
+            Vec::new(),
+        ));
+    }
+    if !minima.is_empty() {
+        chart.series.push(Series::points(
+            Some("parabola minimum".into()),
+            HIGHLIGHT,
+            Shape::Triangle,
+            minima,
+        ));
+    }
+    Some(Figure {
+        stem: format!("isoflop_{}", slug(&fit.id)),
+        caption: format!(
+            "IsoFLOP profiles of {}: runs grouped by compute, loss against N within each band. Triangles mark each band's parabola minimum (Hoffmann et al.'s Approach 2); lines are the parametric fit at the band's compute.",
+            fit.id
+        ),
+        chart,
+    })
+}
+
+/// Training loss curves of every run, coloured by model size.
+fn curves(g: &Gathered, labels: &Labels) -> Option<Figure> {
+    if g.curves.is_empty() {
+        return None;
+    }
+    let keyed: Vec<(usize, f64)> = g.curves.iter().enumerate().map(|(i, c)| (i, c.n)).collect();
+    let (groups, binned) = group_at_most(&keyed, MAX_SERIES);
+    let mut chart = Chart::new(
+        "Training loss curves",
+        "training step",
+        &format!("training loss{}", labels.unit()),
+    );
+    chart.legend_title = Some("N (parameters)".into());
+    for (gi, (n, members)) in groups.iter().enumerate() {
+        let colour = sequential(gi, groups.len());
+        for (k, &i) in members.iter().enumerate() {
+            let label = (k == 0).then(|| format!("N {} {}", eq(binned), sci(*n)));
+            chart.series.push(Series::line(
+                label,
+                colour,
+                false,
+                smooth(&g.curves[i].points, 60),
+            ));
+        }
+    }
+    Some(Figure {
+        stem: "loss_curves".into(),
+        caption: "Training loss of every run against step (log-log; steps counted from 1), averaged in log-spaced windows; colour is model size. Runs with more data train for more steps.".into(),
+        chart,
+    })
+}
+
+/// Averages a noisy curve within `bins` log-spaced windows of `step + 1`.
+pub fn smooth(points: &[(f64, f64)], bins: usize) -> Vec<(f64, f64)> {
+    let bins = bins.max(1);
+    let finite: Vec<(f64, f64)> = points
+        .iter()
+        .map(|&(s, l)| (s + 1.0, l))
+        .filter(|p| p.0 > 0.0 && p.1.is_finite() && p.1 > 0.0)
+        .collect();
+    let Some(last) = finite.last().map(|p| p.0) else {
+        return Vec::new();
+    };
+    let width = last.ln() / bins as f64;
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    let (mut current, mut steps, mut losses, mut count) = (None, 0.0, 0.0, 0usize);
+    for (s, l) in finite {
+        // The last step would open a window of its own; it joins the last one.
+        let bin = if width > 0.0 {
+            ((s.ln() / width) as usize).min(bins - 1)
+        } else {
+            0
+        };
+        if current != Some(bin) && count > 0 {
+            out.push((steps / count as f64, losses / count as f64));
+            (steps, losses, count) = (0.0, 0.0, 0);
+        }
+        current = Some(bin);
+        steps += s;
+        losses += l;
+        count += 1;
+    }
+    if count > 0 {
+        out.push((steps / count as f64, losses / count as f64));
+    }
+    out
+}
+
+/// Observed against predicted loss for one fit, the extrapolation hold-out
+/// highlighted with the prediction made without it.
+fn observed_vs_predicted(labels: &Labels, fit: &super::gather::FitInput) -> Option<Figure> {
+    let mut chart = Chart::new(
+        &format!(
+            "Observed vs predicted ({}, {})",
+            fit.id,
+            fit.doc.form.name()
+        ),
+        &format!("observed {}", labels.loss()),
+        &format!("predicted loss{}", labels.unit()),
+    );
+    chart.square = true;
+    chart.legend_title = Some("runs".into());
+    chart.series.push(Series {
+        label: Some("perfect prediction".into()),
+        colour: GREY,
+        mark: super::plot::Mark::Diagonal,
+        points: Vec::new(),
+    });
+    let pick = |f: &dyn Fn(&Prediction) -> bool, y: &dyn Fn(&Prediction) -> Option<f64>| {
+        fit.predictions
+            .iter()
+            .filter(|p| f(p))
+            .filter_map(|p| Some((p.loss?, y(p)?)))
+            .collect::<Vec<_>>()
+    };
+    let fitted = pick(&|p| p.role == "fit" && !p.held_out, &|p| p.predicted);
+    let held = pick(&|p| p.held_out, &|p| p.holdout_predicted);
+    let excluded = pick(&|p| p.role != "fit", &|p| p.predicted);
+    chart.series.push(Series::points(
+        Some("fitted (full fit)".into()),
+        categorical(0),
+        Shape::Dot,
+        fitted,
+    ));
+    if !held.is_empty() {
+        chart.series.push(Series::points(
+            Some("held out (fit on smaller runs)".into()),
+            HIGHLIGHT,
+            Shape::Triangle,
+            held,
+        ));
+    }
+    if !excluded.is_empty() {
+        chart.series.push(Series::points(
+            Some("excluded from the fit".into()),
+            GREY,
+            Shape::Cross,
+            excluded,
+        ));
+    }
+    Some(Figure {
+        stem: format!("observed_vs_predicted_{}", slug(&fit.id)),
+        caption: format!(
+            "Observed loss against the {} fit's prediction for every run. Red triangles are the extrapolation check: the largest runs, predicted by a fit that did not see them.",
+            fit.id
+        ),
+        chart,
+    })
+}
+
+/// A file-name-safe form of an instance id (`fit[d=1]` -> `fit_d_1`).
+pub fn slug(id: &str) -> String {
+    let s: String = id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    s.trim_matches('_').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smoothing_averages_within_log_windows() {
+        let pts: Vec<(f64, f64)> = (0..1000)
+            .map(|s| (s as f64, 1.0 + (s % 2) as f64))
+            .collect();
+        let out = smooth(&pts, 20);
+        assert!(out.len() <= 21 && out.len() > 5, "{}", out.len());
+        // Late windows hold many steps: the alternating 1, 2 averages to 1.5.
+        let (_, l) = out[out.len() - 1];
+        assert!((l - 1.5).abs() < 0.01, "{l}");
+        assert_eq!(out[0], (1.0, 1.0));
+    }
+
+    #[test]
+    fn slugs_are_file_names() {
+        assert_eq!(slug("fit[d=1000,width=64]"), "fit_d_1000_width_64");
+        assert_eq!(slug("fit"), "fit");
+    }
+}

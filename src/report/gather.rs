@@ -1,0 +1,525 @@
+//! Reading a report's inputs: fits (`fit.json`, `predictions.parquet`), runs
+//! (eval or train `metrics.json`) and training curves (train `loss_curve.csv`).
+//!
+//! A report lists the stages it shows as inputs, typically the fits plus the
+//! `eval` and `train` stages (`inputs = ["fit_n", "fit", "eval", "train"]`); being
+//! unswept, it receives every instance of each. Each input is recognised by the
+//! files it holds, not by its stage name. The runs table comes from eval
+//! instances when there are any (held-out loss), else from train instances
+//! (final training loss), else from the first fit's `predictions.parquet` (a fit
+//! of a table file, which has no runs upstream).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use serde::Deserialize;
+
+use super::fit_doc::FitDoc;
+use crate::data::{DatasetMeta, Task};
+use crate::stages::InputRef;
+
+/// Why the inputs could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum GatherError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: not a valid {what}: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Table { path: PathBuf, message: String },
+    #[error("the report has nothing to show: its inputs hold no fit.json and no metrics.json (list the fit and eval/train stages in `inputs`)")]
+    Nothing,
+}
+
+/// One upstream instance, for the provenance table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputInfo {
+    pub stage: String,
+    pub id: String,
+    pub kind: String,
+    pub fingerprint: String,
+}
+
+/// Where the runs table came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunSource {
+    Eval,
+    Train,
+    FitTable,
+}
+
+/// One training run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    pub id: String,
+    /// The train instance behind an eval row (or the row itself for train rows).
+    pub train_id: Option<String>,
+    pub n: Option<f64>,
+    pub d: Option<f64>,
+    pub c: Option<f64>,
+    pub loss: Option<f64>,
+    pub train_loss: Option<f64>,
+    pub status: String,
+    /// Training wall time in seconds.
+    pub time_s: Option<f64>,
+    pub params: serde_json::Value,
+}
+
+/// A training loss curve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Curve {
+    pub train_id: String,
+    pub n: f64,
+    pub d: f64,
+    /// `(step, loss)`, steps counted from 0.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// One row of a fit's `predictions.parquet`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    pub id: String,
+    pub n: Option<f64>,
+    pub d: Option<f64>,
+    pub c: Option<f64>,
+    pub loss: Option<f64>,
+    pub predicted: Option<f64>,
+    /// `fit` or `excluded`.
+    pub role: String,
+    pub held_out: bool,
+    /// The extrapolation check's prediction (fitted without this run).
+    pub holdout_predicted: Option<f64>,
+    pub status: Option<String>,
+}
+
+/// A fit instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitInput {
+    pub stage: String,
+    pub id: String,
+    pub doc: FitDoc,
+    pub predictions: Vec<Prediction>,
+}
+
+/// Everything the report shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gathered {
+    pub inputs: Vec<InputInfo>,
+    pub runs: Vec<RunRow>,
+    pub run_source: RunSource,
+    pub curves: Vec<Curve>,
+    pub fits: Vec<FitInput>,
+    /// The irreducible loss the runs' data sets declare (all agreeing), if any.
+    pub reference_e: Option<f64>,
+    /// The training task, from a train instance's `dataset.json`.
+    pub task: Option<Task>,
+    /// What D counts (`examples`, `tokens`), from `metrics.json`.
+    pub d_unit: Option<String>,
+}
+
+/// `metrics.json` of train and eval, the fields the report uses.
+#[derive(Debug, Deserialize)]
+struct Metrics {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    n_params: Option<f64>,
+    #[serde(default)]
+    d: Option<f64>,
+    #[serde(default)]
+    d_unit: Option<String>,
+    #[serde(default)]
+    flops: Option<f64>,
+    #[serde(default)]
+    loss: Option<f64>,
+    #[serde(default)]
+    train_loss: Option<f64>,
+    #[serde(default)]
+    wall_time_s: Option<f64>,
+    #[serde(default)]
+    irreducible_loss: Option<f64>,
+    #[serde(default)]
+    train_id: Option<String>,
+    #[serde(default)]
+    params: serde_json::Value,
+}
+
+/// `dataset.json` of a train output: only the dataset's metadata matters here.
+#[derive(Debug, Deserialize)]
+struct DatasetRecord {
+    meta: DatasetMeta,
+}
+
+/// Reads every input.
+pub fn gather(inputs: &[InputRef]) -> Result<Gathered, GatherError> {
+    let mut info = Vec::new();
+    let mut evals = Vec::new();
+    let mut trains = Vec::new();
+    let mut curves = Vec::new();
+    let mut fits = Vec::new();
+    let mut irreducible = Vec::new();
+    let mut task = None;
+    let mut d_unit = None;
+
+    for input in inputs {
+        info.push(InputInfo {
+            stage: input.stage.clone(),
+            id: input.id.clone(),
+            kind: input.kind.clone(),
+            fingerprint: input.fingerprint.clone(),
+        });
+        let dir = &input.dir;
+        let fit_json = dir.join("fit.json");
+        let metrics_json = dir.join("metrics.json");
+        if fit_json.is_file() {
+            let doc: FitDoc = read_json(&fit_json, "fit.json")?;
+            let predictions_path = dir.join("predictions.parquet");
+            let predictions = if predictions_path.is_file() {
+                read_predictions(&predictions_path)?
+            } else {
+                Vec::new()
+            };
+            fits.push(FitInput {
+                stage: input.stage.clone(),
+                id: input.id.clone(),
+                doc,
+                predictions,
+            });
+        } else if metrics_json.is_file() {
+            let m: Metrics = read_json(&metrics_json, "metrics.json")?;
+            if let Some(e) = m.irreducible_loss {
+                irreducible.push(e);
+            }
+            if d_unit.is_none() {
+                d_unit = m.d_unit.clone();
+            }
+            let is_eval = m.train_id.is_some() || input.kind == "eval";
+            let row = run_row(&input.id, &m, is_eval);
+            if is_eval {
+                evals.push(row);
+            } else {
+                let curve_path = dir.join("loss_curve.csv");
+                if curve_path.is_file() {
+                    curves.push(Curve {
+                        train_id: input.id.clone(),
+                        n: row.n.unwrap_or(f64::NAN),
+                        d: row.d.unwrap_or(f64::NAN),
+                        points: read_curve(&curve_path)?,
+                    });
+                }
+                let record = dir.join("dataset.json");
+                if task.is_none() && record.is_file() {
+                    let r: DatasetRecord = read_json(&record, "dataset.json")?;
+                    task = Some(r.meta.task);
+                }
+                trains.push(row);
+            }
+        } else if let Ok(meta) = crate::data::read_meta(dir) {
+            // A dataset listed directly: it can say what E is and what the task is.
+            if let Some(e) = meta.irreducible_loss {
+                irreducible.push(e);
+            }
+            task.get_or_insert(meta.task);
+        }
+    }
+
+    let (runs, run_source) = if !evals.is_empty() {
+        (evals, RunSource::Eval)
+    } else if !trains.is_empty() {
+        (trains, RunSource::Train)
+    } else if let Some(fit) = fits.first() {
+        (runs_from_predictions(&fit.predictions), RunSource::FitTable)
+    } else {
+        return Err(GatherError::Nothing);
+    };
+    Ok(Gathered {
+        inputs: info,
+        runs,
+        run_source,
+        curves,
+        fits,
+        reference_e: agreed(&irreducible),
+        task,
+        d_unit,
+    })
+}
+
+fn run_row(id: &str, m: &Metrics, is_eval: bool) -> RunRow {
+    RunRow {
+        id: id.to_string(),
+        train_id: if is_eval {
+            m.train_id.clone()
+        } else {
+            Some(id.to_string())
+        },
+        n: m.n_params,
+        d: m.d,
+        c: m.flops,
+        loss: m.loss,
+        train_loss: if is_eval { m.train_loss } else { m.loss },
+        status: m.status.clone().unwrap_or_else(|| "ok".into()),
+        time_s: m.wall_time_s,
+        params: m.params.clone(),
+    }
+}
+
+fn runs_from_predictions(predictions: &[Prediction]) -> Vec<RunRow> {
+    predictions
+        .iter()
+        .map(|p| RunRow {
+            id: p.id.clone(),
+            train_id: None,
+            n: p.n,
+            d: p.d,
+            c: p.c,
+            loss: p.loss,
+            train_loss: None,
+            status: p.status.clone().unwrap_or_else(|| "ok".into()),
+            time_s: None,
+            params: serde_json::Value::Null,
+        })
+        .collect()
+}
+
+/// The common value of the declared irreducible losses, if they agree.
+fn agreed(values: &[f64]) -> Option<f64> {
+    let first = *values.first()?;
+    values
+        .iter()
+        .all(|v| (v - first).abs() <= 1e-9 * first.abs().max(1e-12))
+        .then_some(first)
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &'static str,
+) -> Result<T, GatherError> {
+    let text = std::fs::read_to_string(path).map_err(|source| GatherError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| GatherError::Json {
+        path: path.to_path_buf(),
+        what,
+        source,
+    })
+}
+
+/// Reads `loss_curve.csv` (`step,loss,lr`).
+fn read_curve(path: &Path) -> Result<Vec<(f64, f64)>, GatherError> {
+    let text = std::fs::read_to_string(path).map_err(|source| GatherError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |line: usize, what: &str| GatherError::Table {
+        path: path.to_path_buf(),
+        message: format!("line {line}: {what}"),
+    };
+    let mut lines = text.lines().enumerate();
+    let header: Vec<&str> = match lines.next() {
+        Some((_, h)) => h.split(',').map(str::trim).collect(),
+        None => return Ok(Vec::new()),
+    };
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .ok_or_else(|| bad(1, &format!("no `{name}` column")))
+    };
+    let (si, li) = (col("step")?, col("loss")?);
+    let mut out = Vec::new();
+    for (i, line) in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').collect();
+        let num = |k: usize| -> Result<f64, GatherError> {
+            fields
+                .get(k)
+                .and_then(|f| f.trim().parse::<f64>().ok())
+                .ok_or_else(|| bad(i + 1, "expected numbers"))
+        };
+        out.push((num(si)?, num(li)?));
+    }
+    Ok(out)
+}
+
+/// Reads a fit's `predictions.parquet`.
+fn read_predictions(path: &Path) -> Result<Vec<Prediction>, GatherError> {
+    let fail = |e: PolarsError| GatherError::Table {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let file = File::open(path).map_err(|source| GatherError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let df = ParquetReader::new(file).finish().map_err(fail)?;
+    let nums = |name: &str| -> PolarsResult<Vec<Option<f64>>> {
+        Ok(df.column(name)?.f64()?.iter().collect())
+    };
+    let strs = |name: &str| -> PolarsResult<Vec<Option<String>>> {
+        Ok(df
+            .column(name)?
+            .str()?
+            .iter()
+            .map(|s| s.map(str::to_string))
+            .collect())
+    };
+    let bools = |name: &str| -> PolarsResult<Vec<bool>> {
+        Ok(df
+            .column(name)?
+            .bool()?
+            .iter()
+            .map(|b| b.unwrap_or(false))
+            .collect())
+    };
+    let ids = strs("id").map_err(fail)?;
+    let (n, d, c) = (
+        nums("n").map_err(fail)?,
+        nums("d").map_err(fail)?,
+        nums("c").map_err(fail)?,
+    );
+    let loss = nums("loss").map_err(fail)?;
+    let predicted = nums("predicted").map_err(fail)?;
+    let role = strs("role").map_err(fail)?;
+    let held_out = bools("held_out").map_err(fail)?;
+    let holdout_predicted = nums("holdout_predicted").map_err(fail)?;
+    let status = strs("status").map_err(fail)?;
+    Ok((0..df.height())
+        .map(|i| Prediction {
+            id: ids[i].clone().unwrap_or_default(),
+            n: n[i],
+            d: d[i],
+            c: c[i],
+            loss: loss[i],
+            predicted: predicted[i],
+            role: role[i].clone().unwrap_or_default(),
+            held_out: held_out[i],
+            holdout_predicted: holdout_predicted[i],
+            status: status[i].clone(),
+        })
+        .collect())
+}
+
+/// Runs grouped by a value that should be shared (D for loss-vs-N, N for
+/// loss-vs-D): values within 2% of each other fall in one group. Groups are
+/// returned sorted by value with their members' indices.
+pub fn group_by(values: &[(usize, f64)]) -> Vec<(f64, Vec<usize>)> {
+    let mut sorted: Vec<(usize, f64)> = values
+        .iter()
+        .copied()
+        .filter(|(_, v)| v.is_finite() && *v > 0.0)
+        .collect();
+    sorted.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let mut groups: Vec<(f64, Vec<usize>)> = Vec::new();
+    let mut sums: Vec<f64> = Vec::new();
+    for (i, v) in sorted {
+        match groups.last_mut() {
+            Some((first, members)) if v <= *first * 1.02 => {
+                members.push(i);
+                *sums.last_mut().expect("one sum per group") += v.ln();
+            }
+            _ => {
+                groups.push((v, vec![i]));
+                sums.push(v.ln());
+            }
+        }
+    }
+    // Label each group by the geometric mean of its members.
+    groups
+        .into_iter()
+        .zip(sums)
+        .map(|((_, members), s)| ((s / members.len() as f64).exp(), members))
+        .collect()
+}
+
+/// Like [`group_by`], but when there are more than `max` groups the values are
+/// binned instead into `max` bins of equal width in log space (empty bins
+/// dropped), so a plot of runs at scattered sizes keeps a readable number of
+/// series. The flag says whether binning happened (labels then say `≈`).
+pub fn group_at_most(values: &[(usize, f64)], max: usize) -> (Vec<(f64, Vec<usize>)>, bool) {
+    let groups = group_by(values);
+    if groups.len() <= max || max == 0 {
+        return (groups, false);
+    }
+    let (lo, hi) = (groups[0].0.ln(), groups[groups.len() - 1].0.ln());
+    let mut bins: Vec<Vec<usize>> = vec![Vec::new(); max];
+    let mut logs: Vec<f64> = vec![0.0; max];
+    for &(i, v) in values.iter().filter(|(_, v)| v.is_finite() && *v > 0.0) {
+        let t = (v.ln() - lo) / (hi - lo);
+        let k = ((t * max as f64) as usize).min(max - 1);
+        bins[k].push(i);
+        logs[k] += v.ln();
+    }
+    let binned = bins
+        .into_iter()
+        .zip(logs)
+        .filter(|(members, _)| !members.is_empty())
+        .map(|(members, s)| ((s / members.len() as f64).exp(), members))
+        .collect();
+    (binned, true)
+}
+
+/// Per-train-id lookup of rows.
+pub fn by_train_id(runs: &[RunRow]) -> BTreeMap<&str, &RunRow> {
+    runs.iter()
+        .filter_map(|r| r.train_id.as_deref().map(|t| (t, r)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_merge_close_values_only() {
+        let g = group_by(&[(0, 1000.0), (1, 1010.0), (2, 2000.0), (3, f64::NAN)]);
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].1, vec![0, 1]);
+        assert!((g[0].0 - (1000.0f64 * 1010.0).sqrt()).abs() < 1e-6);
+        assert_eq!(g[1].1, vec![2]);
+    }
+
+    #[test]
+    fn many_groups_are_binned_in_log_space() {
+        let values: Vec<(usize, f64)> =
+            (0..100).map(|i| (i, 10f64.powf(i as f64 / 33.0))).collect();
+        let (few, binned) = group_at_most(&values[..3], 8);
+        assert!(!binned && few.len() == 3);
+        let (bins, binned) = group_at_most(&values, 4);
+        assert!(binned);
+        assert_eq!(bins.len(), 4);
+        assert_eq!(bins.iter().map(|b| b.1.len()).sum::<usize>(), 100);
+        assert!(bins.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn irreducible_losses_must_agree() {
+        assert_eq!(agreed(&[0.25, 0.25]), Some(0.25));
+        assert_eq!(agreed(&[0.25, 0.3]), None);
+        assert_eq!(agreed(&[]), None);
+    }
+
+    #[test]
+    fn curves_parse_by_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("loss_curve.csv");
+        std::fs::write(&path, "step,loss,lr\n0,2.5,0.001\n1,2.25,0.001\n").unwrap();
+        assert_eq!(read_curve(&path).unwrap(), vec![(0.0, 2.5), (1.0, 2.25)]);
+        std::fs::write(&path, "step,loss\n0,abc\n").unwrap();
+        let err = read_curve(&path).unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+    }
+}

@@ -1,0 +1,24 @@
+//! Reports: what a researcher looks at after a run. Plots (SVG and PNG) of the
+//! runs and fitted scaling laws, and a summary as Markdown and self-contained
+//! HTML.
+//!
+//! Data flow: [`gather`] reads the report stage's inputs (fits' `fit.json` and
+//! `predictions.parquet`, runs' `metrics.json`, training `loss_curve.csv`) ->
+//! [`figures`] turns them into [`plot::Chart`]s, which [`plot`] renders ->
+//! [`document`] builds the text as a [`document::Doc`] -> [`markdown`] and
+//! [`html`] render it. Fitted curves are evaluated by [`law`] with the fit
+//! module's own forms, so the plots draw exactly the law the fit reported. The
+//! `report` stage (`crate::stages::report`) wires this to files.
+
+pub mod document;
+pub mod figures;
+pub mod fit_doc;
+pub mod gather;
+pub mod html;
+pub mod law;
+pub mod markdown;
+pub mod numfmt;
+pub mod plot;
+
+pub use document::{Doc, Header};
+pub use gather::{gather, GatherError, Gathered};

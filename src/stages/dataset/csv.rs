@@ -1,0 +1,23 @@
+//! `dataset.csv`: a user's CSV table read with Polars (header row required).
+//!
+//! Parameters: `path`, `label`, `task = "regression" | "classification"`,
+//! `features` (default: every column but the label), optional `separator`, a
+//! `text` column with `tokenizer = "word" | "byte"`, `max_vocab`, `max_len` for
+//! text classification, `drop_nulls`, `split`, `n` and `seed`. Everything after
+//! parsing is shared with `dataset.parquet` (see `table.rs`). Besides the splits
+//! it writes `source.parquet`, the whole table with its original column names.
+
+use super::table;
+use crate::stages::{ConfigureContext, Kind, ParamError, Stage};
+
+pub const KIND: Kind = Kind {
+    name: "dataset.csv",
+    version: 1,
+    takes_seed: true,
+    maps_inputs: false,
+    configure,
+};
+
+fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stage>, ParamError> {
+    table::configure(KIND.name, true, params, cx)
+}

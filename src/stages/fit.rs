@@ -1,0 +1,705 @@
+//! `fit`: fits a scaling law to the runs of its inputs (or to a table file) and
+//! writes `fit.json`, `predictions.parquet` and `summary.md`.
+//!
+//! Runs come from every input that holds a `metrics.json` (train, eval: one run
+//! each) or a `source.parquet` (dataset.csv / dataset.parquet: one run per row),
+//! and from `table = "file.csv"` (or `.parquet`), whose content enters the
+//! fingerprint. Column names are mapped with `n`, `d`, `c`, `loss` (`d_from_c =
+//! true` derives D = C / 6N). See [`crate::fit`] for the method.
+//!
+//! ```toml
+//! [stages.fit]
+//! kind = "fit"
+//! table = "../../shared/reference/chinchilla_svg_extracted.csv"
+//! n = "Model Size"
+//! c = "Training FLOP"
+//! d_from_c = true
+//! form = "chinchilla"
+//! exclude_top_loss = 5
+//! bootstrap = 4000
+//! budgets = [5.76e23]
+//! holdout = { top_n = 10 }
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use serde::Deserialize;
+
+use super::{ConfigureContext, Kind, ParamError, Resources, Stage, StageContext, StageError};
+use crate::fit::analysis::{Analysis, FitReport, Hooks};
+use crate::fit::bootstrap::BootstrapSettings;
+use crate::fit::form::{Form, FormKind, Irreducible, Variable};
+use crate::fit::grid::Grid;
+use crate::fit::holdout::Holdout;
+use crate::fit::isoflop::{Grouping, IsoflopSettings};
+use crate::fit::objective::Observation;
+use crate::fit::optimize::Settings;
+use crate::fit::summary::summary;
+use crate::fit::table::{self, ColumnMap, Excluded, Run};
+
+pub const KIND: Kind = Kind {
+    name: "fit",
+    version: 1,
+    takes_seed: true,
+    maps_inputs: false,
+    configure,
+};
+
+/// Parameters of a `fit` stage as written in the pipeline file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FitParams {
+    /// `power_n`, `power_d`, `chinchilla` (default) or `power_c`.
+    #[serde(default = "default_form")]
+    form: FormKind,
+    /// Irreducible loss: absent (fitted), a number (fixed; 0 = pure power law) or
+    /// `"irreducible"` (the inputs' `irreducible_loss`).
+    #[serde(default)]
+    e: Option<toml::Value>,
+    /// A CSV or Parquet file of runs.
+    #[serde(default)]
+    table: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    n: Option<String>,
+    #[serde(default)]
+    d: Option<String>,
+    #[serde(default)]
+    c: Option<String>,
+    #[serde(default)]
+    loss: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    d_from_c: bool,
+    #[serde(default)]
+    exclude_top_loss: usize,
+    #[serde(default = "default_delta")]
+    huber_delta: f64,
+    /// Replacement starting values per parameter (`grid = { alpha = [0.3] }`).
+    #[serde(default)]
+    grid: BTreeMap<String, Vec<f64>>,
+    #[serde(default = "default_max_iters")]
+    max_iters: u64,
+    /// Bootstrap replicates (0 = none).
+    #[serde(default)]
+    bootstrap: usize,
+    /// Random grid starts per replicate, besides the full-data optimum.
+    #[serde(default = "default_bootstrap_starts")]
+    bootstrap_starts: usize,
+    #[serde(default)]
+    budgets: Vec<f64>,
+    #[serde(default)]
+    holdout: Option<HoldoutParams>,
+    /// `true` or `{ width = 0.1 }` / `{ gap = 0.05 }` (decades of C), `min_runs`.
+    #[serde(default)]
+    isoflop: Option<toml::Value>,
+    /// Threads for the multistart and bootstrap (default: all cores).
+    #[serde(default)]
+    threads: Option<usize>,
+    #[serde(default)]
+    seed: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldoutParams {
+    top_n: Option<usize>,
+    by: Option<Variable>,
+    n_above: Option<f64>,
+    d_above: Option<f64>,
+    c_above: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IsoflopParams {
+    width: Option<f64>,
+    gap: Option<f64>,
+    min_runs: Option<usize>,
+}
+
+fn default_form() -> FormKind {
+    FormKind::Chinchilla
+}
+fn default_delta() -> f64 {
+    1e-3
+}
+fn default_max_iters() -> u64 {
+    1000
+}
+fn default_bootstrap_starts() -> usize {
+    4
+}
+
+/// How `E` is decided.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ESpec {
+    Free,
+    Fixed(f64),
+    /// From the inputs' `irreducible_loss`, at run time.
+    FromInputs,
+}
+
+/// A configured fit stage.
+#[derive(Debug)]
+pub struct FitStage {
+    kind: FormKind,
+    e: ESpec,
+    table: Option<PathBuf>,
+    columns: ColumnMap,
+    exclude_top_loss: usize,
+    analysis: Analysis,
+    threads: usize,
+}
+
+fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stage>, ParamError> {
+    let p: FitParams = super::parse_params(params)?;
+    let e = match &p.e {
+        None => ESpec::Free,
+        Some(toml::Value::Float(v)) if v.is_finite() && *v >= 0.0 => ESpec::Fixed(*v),
+        Some(toml::Value::Integer(v)) if *v >= 0 => ESpec::Fixed(*v as f64),
+        Some(toml::Value::String(s)) if s == "irreducible" => {
+            if cx.input_kinds.is_empty() {
+                return Err(ParamError::at(
+                    "e",
+                    "`e = \"irreducible\"` takes E from the inputs' irreducible_loss, but the stage has no inputs",
+                ));
+            }
+            ESpec::FromInputs
+        }
+        Some(_) => {
+            return Err(ParamError::at(
+                "e",
+                "expected a number >= 0 (E fixed; 0 = pure power law) or \"irreducible\"",
+            ))
+        }
+    };
+    if !(p.huber_delta.is_finite() && p.huber_delta > 0.0) {
+        return Err(ParamError::at("huber_delta", "expected a positive number"));
+    }
+    if p.max_iters == 0 {
+        return Err(ParamError::at("max_iters", "expected an integer >= 1"));
+    }
+    if p.threads == Some(0) {
+        return Err(ParamError::at("threads", "expected an integer >= 1"));
+    }
+    // The grid is checked against the free form; with E fixed the `e` axis is
+    // simply absent, which the check below reports.
+    let irreducible_for_check = match e {
+        ESpec::Free => Irreducible::Free,
+        ESpec::Fixed(v) => Irreducible::Fixed(v),
+        ESpec::FromInputs => Irreducible::Fixed(1.0),
+    };
+    let form = Form::new(p.form, irreducible_for_check);
+    let grid = Grid::with_overrides(&form, &p.grid).map_err(|err| {
+        let key = match &err {
+            crate::fit::grid::GridError::UnknownParameter { name, .. }
+            | crate::fit::grid::GridError::EmptyAxis { name } => format!("grid.{name}"),
+        };
+        ParamError::at(key, err.to_string())
+    })?;
+    for (i, b) in p.budgets.iter().enumerate() {
+        if !(b.is_finite() && *b > 0.0) {
+            return Err(ParamError::at(
+                format!("budgets[{i}]"),
+                "expected a positive compute budget in FLOPs",
+            ));
+        }
+    }
+    if !p.budgets.is_empty() && !matches!(p.form, FormKind::Chinchilla | FormKind::PowerC) {
+        return Err(ParamError::at(
+            "budgets",
+            "budgets need a form that involves compute (`chinchilla` or `power_c`)",
+        ));
+    }
+    if p.d_from_c && p.d.is_some() {
+        return Err(ParamError::at(
+            "d_from_c",
+            "give either a `d` column or `d_from_c = true`, not both",
+        ));
+    }
+    let holdout = p
+        .holdout
+        .as_ref()
+        .map(|h| holdout_rule(h, p.form))
+        .transpose()?;
+    let isoflop = p.isoflop.as_ref().map(isoflop_settings).transpose()?;
+    if isoflop.is_some() && p.form != FormKind::Chinchilla {
+        return Err(ParamError::at(
+            "isoflop",
+            "IsoFLOP profiles need runs with N and D (form = \"chinchilla\")",
+        ));
+    }
+    let table = match &p.table {
+        None => None,
+        Some(path) => {
+            let resolved = cx.resolve(path);
+            let ext = resolved
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase);
+            if !matches!(ext.as_deref(), Some("csv") | Some("parquet")) {
+                return Err(ParamError::at("table", "expected a .csv or .parquet file"));
+            }
+            if !resolved.is_file() {
+                return Err(ParamError::at(
+                    "table",
+                    format!("file not found: {}", resolved.display()),
+                ));
+            }
+            Some(resolved)
+        }
+    };
+    if table.is_none() && cx.input_kinds.is_empty() {
+        return Err(ParamError::new(
+            "a fit needs runs: list train/eval/dataset.csv stages in `inputs`, or set `table = \"runs.csv\"`",
+        ));
+    }
+    let analysis = Analysis {
+        form,
+        delta: p.huber_delta,
+        grid,
+        optimizer: Settings {
+            max_iters: p.max_iters,
+            ..Settings::default()
+        },
+        budgets: p.budgets.clone(),
+        bootstrap: (p.bootstrap > 0).then_some(BootstrapSettings {
+            replicates: p.bootstrap,
+            random_starts: p.bootstrap_starts,
+            seed: p.seed,
+        }),
+        holdout,
+        isoflop,
+    };
+    Ok(Box::new(FitStage {
+        kind: p.form,
+        e,
+        table,
+        columns: ColumnMap {
+            id: p.id,
+            n: p.n,
+            d: p.d,
+            c: p.c,
+            loss: p.loss,
+            status: p.status,
+            d_from_c: p.d_from_c,
+        },
+        exclude_top_loss: p.exclude_top_loss,
+        analysis,
+        threads: p.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }),
+    }))
+}
+
+fn holdout_rule(h: &HoldoutParams, form: FormKind) -> Result<Holdout, ParamError> {
+    let chosen = [
+        h.top_n.is_some(),
+        h.n_above.is_some(),
+        h.d_above.is_some(),
+        h.c_above.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    if chosen != 1 {
+        return Err(ParamError::at(
+            "holdout",
+            "expected exactly one of `top_n`, `n_above`, `d_above`, `c_above`",
+        ));
+    }
+    if h.by.is_some() && h.top_n.is_none() {
+        return Err(ParamError::at("holdout.by", "`by` goes with `top_n`"));
+    }
+    if let Some(k) = h.top_n {
+        if k == 0 {
+            return Err(ParamError::at("holdout.top_n", "expected an integer >= 1"));
+        }
+        let by = h.by.unwrap_or(match form {
+            FormKind::PowerN | FormKind::Chinchilla => Variable::N,
+            FormKind::PowerD => Variable::D,
+            FormKind::PowerC => Variable::C,
+        });
+        return Ok(Holdout::TopN { k, by });
+    }
+    let (variable, threshold, key) = match (h.n_above, h.d_above, h.c_above) {
+        (Some(x), _, _) => (Variable::N, x, "holdout.n_above"),
+        (_, Some(x), _) => (Variable::D, x, "holdout.d_above"),
+        (_, _, Some(x)) => (Variable::C, x, "holdout.c_above"),
+        _ => unreachable!("exactly one selector is set"),
+    };
+    if !threshold.is_finite() {
+        return Err(ParamError::at(key, "expected a finite number"));
+    }
+    Ok(Holdout::Above {
+        variable,
+        threshold,
+    })
+}
+
+fn isoflop_settings(v: &toml::Value) -> Result<IsoflopSettings, ParamError> {
+    let default = IsoflopSettings {
+        grouping: Grouping::Width(0.1),
+        min_runs: 3,
+    };
+    match v {
+        toml::Value::Boolean(true) => Ok(default),
+        toml::Value::Table(t) => {
+            let p: IsoflopParams = super::parse_params(t).map_err(|mut e| {
+                e.key = Some(match e.key {
+                    Some(k) => format!("isoflop.{k}"),
+                    None => "isoflop".into(),
+                });
+                e
+            })?;
+            let grouping = match (p.width, p.gap) {
+                (Some(_), Some(_)) => {
+                    return Err(ParamError::at("isoflop", "give `width` or `gap`, not both"))
+                }
+                (Some(w), None) if w.is_finite() && w > 0.0 => Grouping::Width(w),
+                (None, Some(g)) if g.is_finite() && g >= 0.0 => Grouping::Gap(g),
+                (None, None) => default.grouping,
+                (Some(_), None) => {
+                    return Err(ParamError::at(
+                        "isoflop.width",
+                        "expected a positive number of decades",
+                    ))
+                }
+                (None, Some(_)) => {
+                    return Err(ParamError::at(
+                        "isoflop.gap",
+                        "expected a number of decades >= 0",
+                    ))
+                }
+            };
+            let min_runs = p.min_runs.unwrap_or(3);
+            if min_runs < 3 {
+                return Err(ParamError::at(
+                    "isoflop.min_runs",
+                    "a parabola needs at least 3 runs",
+                ));
+            }
+            Ok(IsoflopSettings { grouping, min_runs })
+        }
+        _ => Err(ParamError::at(
+            "isoflop",
+            "expected `true` or a table such as `{ width = 0.1 }` or `{ gap = 0.05 }`",
+        )),
+    }
+}
+
+impl Stage for FitStage {
+    fn files(&self) -> Vec<PathBuf> {
+        self.table.iter().cloned().collect()
+    }
+
+    fn resources(&self) -> Resources {
+        Resources {
+            threads: self.threads,
+            gpu: false,
+        }
+    }
+
+    fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
+        let err = |e: &dyn std::fmt::Display| StageError::msg(e.to_string());
+        let frame = self.gather(ctx)?;
+        let runs = table::runs(&frame).map_err(|e| err(&e))?;
+        if runs.is_empty() {
+            return Err(StageError::msg("no runs to fit: the inputs hold no rows"));
+        }
+        let irreducible = match self.e {
+            ESpec::Free => Irreducible::Free,
+            ESpec::Fixed(v) => Irreducible::Fixed(v),
+            ESpec::FromInputs => Irreducible::Fixed(irreducible_from_inputs(ctx)?),
+        };
+        let form = Form::new(self.kind, irreducible);
+        let mut needs = form.variables();
+        if self.kind == FormKind::Chinchilla && self.analysis.isoflop.is_some() {
+            needs.push(Variable::C);
+        }
+        let selection = table::select(&runs, &needs, self.exclude_top_loss);
+        let excluded: Vec<Excluded> = selection
+            .excluded
+            .iter()
+            .map(|(i, reason)| Excluded {
+                id: runs[*i].id.clone(),
+                reason: reason.clone(),
+            })
+            .collect();
+        for e in &excluded {
+            ctx.log(&format!("excluded {}: {}", e.id, e.reason));
+        }
+        if selection.included.len() < form.dim() {
+            let reasons: Vec<String> = excluded
+                .iter()
+                .take(5)
+                .map(|e| format!("{}: {}", e.id, e.reason))
+                .collect();
+            return Err(StageError::msg(format!(
+                "{} of {} runs are usable, but the {} form has {} free parameters{}{}",
+                selection.included.len(),
+                runs.len(),
+                form.kind.name(),
+                form.dim(),
+                if reasons.is_empty() {
+                    ""
+                } else {
+                    "; excluded: "
+                },
+                reasons.join("; ")
+            )));
+        }
+        let ids: Vec<String> = selection
+            .included
+            .iter()
+            .map(|&i| runs[i].id.clone())
+            .collect();
+        let observations: Vec<Observation> = selection
+            .included
+            .iter()
+            .map(|&i| observation(&runs[i]))
+            .collect();
+
+        let analysis = Analysis {
+            form,
+            ..self.analysis.clone()
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(ctx.threads().max(1))
+            .build()
+            .map_err(|e| StageError::msg(format!("cannot start fit threads: {e}")))?;
+        let progress = |phase: &str, done: u64, total: u64| ctx.progress(done, total, phase);
+        let cancelled = || ctx.cancelled();
+        let hooks = Hooks {
+            progress: &progress,
+            cancelled: &cancelled,
+        };
+        let mut report = pool
+            .install(|| analysis.run(&ids, &observations, &hooks))
+            .map_err(|e| match e {
+                crate::fit::AnalysisError::Cancelled => StageError::Cancelled,
+                other => StageError::msg(other.to_string()),
+            })?;
+        report.excluded = excluded;
+        ctx.log(&format!(
+            "objective {:e} from {} starts ({} within 1e-6), converged: {}",
+            report.objective,
+            report.optimizer.starts,
+            report.optimizer.starts_within_1e_6,
+            report.optimizer.converged
+        ));
+
+        let out = ctx.out_dir();
+        let json = serde_json::to_string_pretty(&report)
+            .map_err(|e| StageError::msg(format!("cannot encode fit.json: {e}")))?;
+        write(&out.join("fit.json"), format!("{json}\n").as_bytes())?;
+        write_predictions(
+            &out.join("predictions.parquet"),
+            &form,
+            &report,
+            &runs,
+            &selection,
+        )?;
+        write(&out.join("summary.md"), summary(&report).as_bytes())?;
+        Ok(())
+    }
+}
+
+impl FitStage {
+    /// Gathers every source of runs into one canonical frame.
+    fn gather(&self, ctx: &StageContext) -> Result<DataFrame, StageError> {
+        let err = |e: table::TableError| StageError::msg(e.to_string());
+        let mut frames = Vec::new();
+        if let Some(path) = &self.table {
+            let raw = table::read_file(path).map_err(err)?;
+            let prefix = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            frames.push(table::canonical(&raw, &self.columns, path, &prefix).map_err(err)?);
+        }
+        let metrics_map = table::metrics_map(&self.columns);
+        for input in ctx.inputs() {
+            let metrics = input.dir.join("metrics.json");
+            let source = input.dir.join("source.parquet");
+            if metrics.is_file() {
+                let raw = table::metrics_frame(&metrics, &input.id).map_err(err)?;
+                frames
+                    .push(table::canonical(&raw, &metrics_map, &metrics, &input.id).map_err(err)?);
+            } else if source.is_file() {
+                let raw = table::read_file(&source).map_err(err)?;
+                frames
+                    .push(table::canonical(&raw, &self.columns, &source, &input.id).map_err(err)?);
+            } else if !input.dir.join("meta.json").is_file() {
+                return Err(StageError::msg(format!(
+                    "input {} ({}) has neither metrics.json nor source.parquet: the fit reads runs from train/eval stages or table datasets",
+                    input.id, input.kind
+                )));
+            }
+        }
+        table::stack(frames).map_err(|e| StageError::msg(format!("cannot gather runs: {e}")))
+    }
+}
+
+fn observation(run: &Run) -> Observation {
+    Observation {
+        n: run.n.unwrap_or(f64::NAN),
+        d: run.d.unwrap_or(f64::NAN),
+        c: run.c.unwrap_or(f64::NAN),
+        loss: run.loss.unwrap_or(f64::NAN),
+    }
+}
+
+/// The irreducible loss every input agrees on (`metrics.json` or `meta.json`).
+fn irreducible_from_inputs(ctx: &StageContext) -> Result<f64, StageError> {
+    let mut found: Vec<(String, f64)> = Vec::new();
+    for input in ctx.inputs() {
+        for name in ["metrics.json", "meta.json"] {
+            let path = input.dir.join(name);
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| StageError::msg(format!("{}: invalid JSON: {e}", path.display())))?;
+            if let Some(v) = value.get("irreducible_loss").and_then(|v| v.as_f64()) {
+                found.push((input.id.clone(), v));
+                break;
+            }
+        }
+    }
+    let Some((_, first)) = found.first().cloned() else {
+        return Err(StageError::msg(
+            "e = \"irreducible\", but no input's metrics.json or meta.json has an irreducible_loss",
+        ));
+    };
+    if let Some((id, other)) = found
+        .iter()
+        .find(|(_, v)| (v - first).abs() > 1e-9 * first.abs().max(1e-12))
+    {
+        return Err(StageError::msg(format!(
+            "inputs disagree on the irreducible loss ({} has {other}, {} has {first}); fix `e` to a number",
+            id, found[0].0
+        )));
+    }
+    if !(first.is_finite() && first >= 0.0) {
+        return Err(StageError::msg(format!(
+            "irreducible_loss {first} is not a finite number >= 0"
+        )));
+    }
+    Ok(first)
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), StageError> {
+    std::fs::write(path, bytes).map_err(|e| StageError::io(path, e))
+}
+
+/// `predictions.parquet`: every run with its observed and predicted loss.
+/// `residual` is observed minus predicted; `role` is `fit` or `excluded`;
+/// `held_out` marks the runs the extrapolation check predicted, with that
+/// check's prediction in `holdout_predicted`.
+fn write_predictions(
+    path: &Path,
+    form: &Form,
+    report: &FitReport,
+    runs: &[Run],
+    selection: &table::Selection,
+) -> Result<(), StageError> {
+    let mut role = vec!["excluded"; runs.len()];
+    for &i in &selection.included {
+        role[i] = "fit";
+    }
+    let held: BTreeMap<&str, f64> = report
+        .holdout
+        .as_ref()
+        .map(|h| {
+            h.errors
+                .runs
+                .iter()
+                .map(|r| (r.id.as_str(), r.predicted))
+                .collect()
+        })
+        .unwrap_or_default();
+    let predicted: Vec<Option<f64>> = runs
+        .iter()
+        .map(|r| {
+            let ok = form.variables().iter().all(|v| r.get(*v).is_some());
+            ok.then(|| {
+                let o = observation(r);
+                form.predict(&report.theta, o.n, o.d, o.c)
+            })
+            .filter(|p| p.is_finite())
+        })
+        .collect();
+    let residual: Vec<Option<f64>> = runs
+        .iter()
+        .zip(&predicted)
+        .map(|(r, p)| Some(r.loss? - (*p)?))
+        .collect();
+    let log_residual: Vec<Option<f64>> = runs
+        .iter()
+        .zip(&predicted)
+        .map(|(r, p)| {
+            let l = r.loss.filter(|l| *l > 0.0)?;
+            Some(l.ln() - (*p)?.ln())
+        })
+        .collect();
+    let is_fit: Vec<bool> = role.iter().map(|r| *r == "fit").collect();
+    let held_out: Vec<bool> = runs
+        .iter()
+        .zip(&is_fit)
+        .map(|(r, f)| *f && held.contains_key(r.id.as_str()))
+        .collect();
+    let holdout_predicted: Vec<Option<f64>> = runs
+        .iter()
+        .zip(&held_out)
+        .map(|(r, h)| {
+            if *h {
+                held.get(r.id.as_str()).copied()
+            } else {
+                None
+            }
+        })
+        .collect();
+    let col = |name: &str, v: Vec<Option<f64>>| Column::new(name.into(), v);
+    let mut df = DataFrame::new(
+        runs.len(),
+        vec![
+            Column::new(
+                "id".into(),
+                runs.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+            ),
+            col("n", runs.iter().map(|r| r.n).collect()),
+            col("d", runs.iter().map(|r| r.d).collect()),
+            col("c", runs.iter().map(|r| r.c).collect()),
+            col("loss", runs.iter().map(|r| r.loss).collect()),
+            col("predicted", predicted),
+            col("residual", residual),
+            col("log_residual", log_residual),
+            Column::new("role".into(), role),
+            Column::new("held_out".into(), held_out),
+            col("holdout_predicted", holdout_predicted),
+            Column::new(
+                "status".into(),
+                runs.iter().map(|r| r.status.clone()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "params".into(),
+                runs.iter().map(|r| r.params.clone()).collect::<Vec<_>>(),
+            ),
+        ],
+    )
+    .map_err(|e| StageError::msg(format!("cannot build predictions table: {e}")))?;
+    let file = File::create(path).map_err(|e| StageError::io(path, e))?;
+    ParquetWriter::new(file)
+        .finish(&mut df)
+        .map_err(|e| StageError::msg(format!("{}: {e}", path.display())))?;
+    Ok(())
+}

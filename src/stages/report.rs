@@ -1,0 +1,180 @@
+//! `report`: plots and a Markdown/HTML summary of the runs and fits it lists as
+//! inputs. Writes `report.md`, `report.html` (self-contained, figures inlined)
+//! and `figures/<name>.svg` + `.png`.
+//!
+//! Like every stage it is cached by fingerprint: it re-renders when a run or fit
+//! it reads changes, and only then. See [`crate::report`] for what it shows.
+//!
+//! ```toml
+//! [stages.report]
+//! kind = "report"
+//! inputs = ["fit", "eval", "train"]   # fits, runs, and train for loss curves
+//! title = "quickstart"                # the heading; use the pipeline's name
+//! command = "scalepipe run pipelines/quickstart.toml"
+//! reference_e = 0.25                  # optional: the true E, if the inputs don't declare it
+//! loss_unit = "MSE"                   # optional: when the inputs don't say
+//! d_unit = "tokens"                   # optional: what D counts, likewise
+//! ```
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::{ConfigureContext, Kind, ParamError, Stage, StageContext, StageError};
+use crate::data::Task;
+use crate::report::figures::{self, Labels};
+use crate::report::gather::RunSource;
+use crate::report::{document, gather, html, markdown, plot, Header};
+
+pub const KIND: Kind = Kind {
+    name: "report",
+    version: 1,
+    takes_seed: false,
+    maps_inputs: false,
+    configure,
+};
+
+/// Parameters of a `report` stage.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportParams {
+    /// Heading of the report (the pipeline's name is a good choice).
+    #[serde(default)]
+    title: Option<String>,
+    /// The command that reproduces the results.
+    #[serde(default)]
+    command: Option<String>,
+    /// The true irreducible loss, overriding what the inputs declare.
+    #[serde(default)]
+    reference_e: Option<f64>,
+    /// The loss's unit for axis labels, overriding the one read from the task.
+    #[serde(default)]
+    loss_unit: Option<String>,
+    /// What D counts (`tokens`, `examples`), overriding the runs' `d_unit`.
+    #[serde(default)]
+    d_unit: Option<String>,
+}
+
+/// A configured report stage.
+#[derive(Debug)]
+struct ReportStage {
+    title: String,
+    command: String,
+    reference_e: Option<f64>,
+    loss_unit: Option<String>,
+    d_unit: Option<String>,
+}
+
+fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stage>, ParamError> {
+    let p: ReportParams = super::parse_params(params)?;
+    if cx.input_kinds.is_empty() {
+        return Err(ParamError::new(
+            "a report needs inputs: list the fit stages and the eval (or train) stage in `inputs`",
+        ));
+    }
+    if let Some(e) = p.reference_e {
+        if !(e.is_finite() && e >= 0.0) {
+            return Err(ParamError::at("reference_e", "expected a number >= 0"));
+        }
+    }
+    if p.title.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        return Err(ParamError::at("title", "expected a non-empty title"));
+    }
+    Ok(Box::new(ReportStage {
+        title: p.title.unwrap_or_else(|| "Scaling-law report".into()),
+        command: p
+            .command
+            .unwrap_or_else(|| "scalepipe run <pipeline file>".into()),
+        reference_e: p.reference_e,
+        loss_unit: p.loss_unit,
+        d_unit: p.d_unit,
+    }))
+}
+
+impl Stage for ReportStage {
+    fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
+        let mut g = gather(ctx.inputs()).map_err(|e| StageError::msg(e.to_string()))?;
+        let reference_source = match (self.reference_e, g.reference_e) {
+            (Some(_), _) => "given by the report's `reference_e`",
+            (None, Some(_)) => "declared by the dataset",
+            (None, None) => "",
+        };
+        if self.reference_e.is_some() {
+            g.reference_e = self.reference_e;
+        }
+        let labels = Labels {
+            loss_unit: self.loss_unit.clone().or_else(|| unit(&g)),
+            loss_kind: match g.run_source {
+                RunSource::Eval => "held-out".into(),
+                RunSource::Train => "final training".into(),
+                RunSource::FitTable => String::new(),
+            },
+            d_unit: self
+                .d_unit
+                .clone()
+                .or_else(|| g.d_unit.clone())
+                .unwrap_or_else(|| "examples".into()),
+        };
+
+        let out = ctx.out_dir();
+        let fig_dir = out.join("figures");
+        std::fs::create_dir_all(&fig_dir).map_err(|e| StageError::io(&fig_dir, e))?;
+        let figures = figures::figures(&g, &labels);
+        let mut rendered = Vec::new();
+        for (i, fig) in figures.into_iter().enumerate() {
+            if ctx.cancelled() {
+                return Err(StageError::Cancelled);
+            }
+            ctx.progress(i as u64, rendered.len() as u64 + 1, "figures");
+            let svg = plot::write(&fig.chart, &fig_dir, &fig.stem)
+                .map_err(|e| StageError::msg(format!("cannot draw {}: {e}", fig.stem)))?;
+            rendered.push((fig, svg));
+        }
+        ctx.log(&format!(
+            "{} runs, {} fits, {} figures",
+            g.runs.len(),
+            g.fits.len(),
+            rendered.len()
+        ));
+
+        let header = Header {
+            title: self.title.clone(),
+            command: self.command.clone(),
+            fingerprint: inputs_fingerprint(ctx),
+            reference_e: g.reference_e,
+            reference_source,
+        };
+        let doc = document::build(&g, &header, &rendered);
+        write(&out.join("report.md"), &markdown::render(&doc))?;
+        write(&out.join("report.html"), &html::render(&doc))?;
+        Ok(())
+    }
+}
+
+/// The loss's unit from the task the runs trained on.
+fn unit(g: &gather::Gathered) -> Option<String> {
+    let unit = match g.task {
+        Some(Task::Regression) => "MSE",
+        Some(Task::Classification) | Some(Task::TextClassification) => "cross-entropy, nats",
+        Some(Task::LanguageModel) => "nats/token",
+        None if g.d_unit.as_deref() == Some("tokens") => "nats/token",
+        None => return None,
+    };
+    Some(unit.into())
+}
+
+/// blake3 of the sorted `id fingerprint` lines of every input: the identity of
+/// everything the report shows (each fingerprint covers its own upstream).
+fn inputs_fingerprint(ctx: &StageContext) -> String {
+    let mut lines: Vec<String> = ctx
+        .inputs()
+        .iter()
+        .map(|i| format!("{}\t{}\n", i.id, i.fingerprint))
+        .collect();
+    lines.sort();
+    blake3::hash(lines.concat().as_bytes()).to_hex().to_string()
+}
+
+fn write(path: &Path, text: &str) -> Result<(), StageError> {
+    std::fs::write(path, text).map_err(|e| StageError::io(path, e))
+}

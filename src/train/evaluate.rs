@@ -1,0 +1,54 @@
+//! Held-out evaluation: mean loss (MSE, or cross-entropy in nats) over every
+//! example of a split, and accuracy where the targets are classes.
+
+use dfdx::prelude::*;
+
+use super::batches::{eval_batches, Source, Targets};
+use super::layers::correct;
+use super::model::Model;
+use super::params::Params;
+use super::Backend;
+
+/// Result of evaluating a model on one split.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    /// Mean loss per unit (example or predicted token).
+    pub loss: f64,
+    /// Fraction of correct arg-max predictions, for class targets.
+    pub accuracy: Option<f64>,
+    /// Examples or tokens evaluated.
+    pub units: usize,
+}
+
+/// Evaluates `model` on all of `source` (streams: at most `max_units` tokens) in
+/// batches of `batch_size`, without a tape. Batch means are weighted by batch
+/// size and summed in order in f64, so the result is deterministic.
+pub fn evaluate<D: Backend>(
+    model: &Model,
+    params: &Params<D>,
+    source: &Source,
+    batch_size: usize,
+    max_units: Option<usize>,
+) -> Evaluation {
+    let mut loss_sum = 0.0f64;
+    let mut hits = 0usize;
+    let mut units = 0usize;
+    let mut classes = false;
+    for batch in eval_batches(source, batch_size, max_units) {
+        let (loss, out) = model.loss(params, &batch, NoneTape);
+        let n = batch.units();
+        loss_sum += loss.as_vec()[0] as f64 * n as f64;
+        units += n;
+        if let Targets::Classes(y) = &batch.targets {
+            classes = true;
+            let width = out.shape().1;
+            hits += correct(&out.as_vec(), width, y);
+        }
+    }
+    let units_f = units.max(1) as f64;
+    Evaluation {
+        loss: loss_sum / units_f,
+        accuracy: classes.then(|| hits as f64 / units_f),
+        units,
+    }
+}

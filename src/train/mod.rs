@@ -1,0 +1,80 @@
+//! Training and evaluation of model families whose sizes are set at run time.
+//!
+//! dfdx 0.13's `nn` modules fix layer sizes with const generics, but a scaling-law
+//! sweep sets width and depth from the pipeline file. So the models here are
+//! assembled by hand from runtime-shaped dfdx tensors (`(usize, usize)` shapes)
+//! held in a [`Params`] collection, differentiated with dfdx's tape, and updated by
+//! an AdamW written in dfdx tensor ops, so the same code runs on `Cpu` and, behind
+//! the `cuda` feature, on `Cuda`.
+//!
+//! Layout: [`params`] (named tensors, exact counts), [`layers`] (linear, layer norm,
+//! losses), the three families [`mlp`], [`transformer`], [`text_classifier`] joined
+//! by [`model`], [`adamw`], [`schedule`], [`flops`], [`batches`] (data order),
+//! [`checkpoint`], and [`trainer`], which reads top to bottom like nanoGPT's
+//! `train.py`. [`evaluate`] computes held-out loss for the `eval` stage.
+
+pub mod adamw;
+pub mod batches;
+pub mod checkpoint;
+pub mod evaluate;
+pub mod flops;
+pub mod layers;
+pub mod mlp;
+pub mod model;
+pub mod params;
+pub mod schedule;
+pub mod text_classifier;
+pub mod trainer;
+pub mod transformer;
+
+pub use adamw::AdamW;
+pub use model::{Model, ModelSpec};
+pub use params::{ParamId, Params, Role};
+
+/// The dfdx devices training runs on: `Cpu`, and `Cuda` with the `cuda` feature.
+/// `Cache` lets the trainer turn on dfdx's allocation cache, which reuses buffers
+/// between steps instead of returning them to the allocator; [`adamw::GradOps`]
+/// gives clipping access to gradient buffers.
+pub trait Backend: adamw::GradOps {}
+
+impl<D: adamw::GradOps> Backend for D {}
+
+/// Why training or evaluation could not proceed (a diverging loss is not an error:
+/// it is a result, see [`trainer::Status`]).
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The dataset does not fit the model (wrong task, missing vocab, ...).
+    #[error("{0}")]
+    Data(String),
+    /// A dataset file could not be read.
+    #[error(transparent)]
+    Dataset(#[from] crate::data::DataError),
+    /// A checkpoint or model description could not be read or written.
+    #[error("{path}: {message}")]
+    Checkpoint {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    /// File I/O.
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The device failed (out of memory, CUDA error).
+    #[error("device error: {0}")]
+    Device(String),
+    /// The user interrupted the run.
+    #[error("interrupted")]
+    Cancelled,
+}
+
+impl TrainError {
+    pub(crate) fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        TrainError::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The training loop, top to bottom in one place (as nanoGPT's `train.py`): data,
+//! model, optimiser, schedule, loop with logging and divergence check, checkpoint.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use dfdx::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::adamw::{AdamW, AdamWConfig};
+use super::batches::{Sampler, Source};
+use super::model::{Model, ModelSpec};
+use super::params::Params;
+use super::schedule::Schedule;
+use super::{checkpoint, flops, Backend, TrainError};
+
+/// How much training to do; a sweep holds one of these fixed while N varies.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Budget {
+    Steps(usize),
+    /// Passes over the training split (fractions allowed).
+    Epochs(f64),
+    /// Training tokens (token streams) or examples (tables), i.e. D.
+    Units(u64),
+}
+
+/// Everything the loop needs besides data and model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    pub spec: ModelSpec,
+    pub batch_size: usize,
+    pub budget: Budget,
+    pub lr: f64,
+    /// Final learning rate as a fraction of `lr`.
+    pub min_lr_ratio: f64,
+    /// Warmup steps; `None`: 5% of the steps.
+    pub warmup_steps: Option<usize>,
+    pub adamw: AdamWConfig,
+    pub seed: u64,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    /// The loss (or the gradient norm) stopped being finite.
+    Diverged,
+}
+
+/// One row of `loss_curve.csv`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CurvePoint {
+    pub step: usize,
+    pub loss: f32,
+    pub lr: f64,
+}
+
+/// What a run produced, besides the files it wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainReport {
+    pub status: Status,
+    /// Step (0-based) whose loss or gradient was not finite.
+    pub diverged_at_step: Option<usize>,
+    pub steps_planned: usize,
+    /// Updates applied.
+    pub steps: usize,
+    /// Training units seen (tokens or examples): D.
+    pub d: usize,
+    pub n_params: usize,
+    pub n_params_non_embedding: usize,
+    /// Exact matrix-product FLOPs of the steps taken.
+    pub flops_exact: f64,
+    /// Mean training loss over the last (up to) 20 steps.
+    pub final_loss: f64,
+    pub initial_loss: f64,
+    pub curve: Vec<CurvePoint>,
+    /// Seconds spent in the loop (not in loading data or writing files).
+    pub wall_time_s: f64,
+}
+
+/// Callbacks into the caller: progress `(step, total, message)` and cancellation.
+pub struct Hooks<'a> {
+    pub progress: &'a (dyn Fn(u64, u64, &str) + Sync),
+    pub cancelled: &'a (dyn Fn() -> bool + Sync),
+}
+
+/// Number of updates a budget amounts to.
+pub fn planned_steps(budget: Budget, source: &Source, batch_size: usize) -> usize {
+    let per_batch = source.units_per_batch(batch_size) as f64;
+    let steps = match budget {
+        Budget::Steps(s) => s as f64,
+        Budget::Epochs(e) => (e * source.units_per_epoch() as f64 / per_batch).ceil(),
+        Budget::Units(u) => (u as f64 / per_batch).ceil(),
+    };
+    (steps as usize).max(1)
+}
+
+/// Trains a model on `source` and writes `loss_curve.csv`, `model.safetensors`
+/// and `model.json` into `out_dir`.
+pub fn train<D: Backend>(
+    dev: D,
+    cfg: &TrainConfig,
+    source: &Source,
+    out_dir: &Path,
+    hooks: &Hooks,
+) -> Result<TrainReport, TrainError> {
+    // Data: a seeded stream of batches, independent of the init stream.
+    let steps = planned_steps(cfg.budget, source, cfg.batch_size);
+    let mut data_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    data_rng.set_stream(1);
+    let mut sampler = Sampler::new(source, cfg.batch_size, data_rng);
+
+    // Model: parameters drawn on the host from the seed, then moved to `dev`.
+    dev.enable_cache();
+    let mut init_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut params = Params::new(dev.clone());
+    let model = Model::build(&cfg.spec, &mut params, &mut init_rng);
+
+    // Optimiser and schedule.
+    let mut opt = AdamW::new(cfg.adamw, &params);
+    let schedule = Schedule {
+        peak: cfg.lr,
+        floor: cfg.lr * cfg.min_lr_ratio,
+        warmup: cfg.warmup_steps.unwrap_or(steps.div_ceil(20)),
+        total: steps,
+    };
+
+    // Loop.
+    let seq = match source {
+        Source::Stream { seq, .. } => *seq,
+        Source::Table { .. } => 1,
+    };
+    let step_flops = flops::step_flops(&cfg.spec, cfg.batch_size, seq);
+    let mut curve = Vec::with_capacity(steps);
+    let mut status = Status::Ok;
+    let mut diverged_at_step = None;
+    let mut d = 0usize;
+    let mut steps_done = 0usize;
+    let report_every = (steps / 200).max(1);
+    let start = Instant::now();
+    for step in 0..steps {
+        if (hooks.cancelled)() {
+            return Err(TrainError::Cancelled);
+        }
+        let lr = schedule.lr(step);
+        let batch = sampler.next_batch();
+
+        let (loss, _) = model.loss(&params, &batch, params.tape());
+        let loss_value = loss.as_vec()[0];
+        let mut grads = loss.backward();
+        // A non-finite loss or gradient stops the run before the update, so the
+        // checkpoint holds the last finite parameters.
+        let applied = loss_value.is_finite()
+            && opt
+                .step(&mut params, &mut grads, lr)
+                .map_err(TrainError::Device)?
+                .is_some();
+        drop(grads);
+        curve.push(CurvePoint {
+            step,
+            loss: loss_value,
+            lr,
+        });
+        if !applied {
+            status = Status::Diverged;
+            diverged_at_step = Some(step);
+            (hooks.progress)(
+                (step + 1) as u64,
+                steps as u64,
+                &format!("diverged at step {step} (loss {loss_value})"),
+            );
+            break;
+        }
+        steps_done += 1;
+        d += batch.units();
+
+        // Logging.
+        if step % report_every == 0 || step + 1 == steps {
+            (hooks.progress)(
+                (step + 1) as u64,
+                steps as u64,
+                &format!("loss {loss_value:.4}"),
+            );
+        }
+    }
+    let wall_time_s = start.elapsed().as_secs_f64();
+
+    // Checkpoint and loss curve.
+    checkpoint::save(out_dir, &cfg.spec, &params)?;
+    write_curve(&out_dir.join("loss_curve.csv"), &curve)?;
+
+    let finite: Vec<f64> = curve
+        .iter()
+        .filter(|p| p.loss.is_finite())
+        .map(|p| p.loss as f64)
+        .collect();
+    let tail = &finite[finite.len().saturating_sub(20)..];
+    Ok(TrainReport {
+        status,
+        diverged_at_step,
+        steps_planned: steps,
+        steps: steps_done,
+        d,
+        n_params: params.count(),
+        n_params_non_embedding: params.count_non_embedding(),
+        flops_exact: step_flops * steps_done as f64,
+        final_loss: if tail.is_empty() {
+            f64::NAN
+        } else {
+            tail.iter().sum::<f64>() / tail.len() as f64
+        },
+        initial_loss: finite.first().copied().unwrap_or(f64::NAN),
+        curve,
+        wall_time_s,
+    })
+}
+
+/// Writes `step,loss,lr` rows. Floats use Rust's shortest round-trip formatting,
+/// so equal curves give equal bytes.
+fn write_curve(path: &Path, curve: &[CurvePoint]) -> Result<(), TrainError> {
+    let mut text = String::from("step,loss,lr\n");
+    for p in curve {
+        text.push_str(&format!("{},{},{}\n", p.step, p.loss, p.lr));
+    }
+    let mut file = std::fs::File::create(path).map_err(|e| TrainError::io(path, e))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| TrainError::io(path, e))
+}

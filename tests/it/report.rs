@@ -1,0 +1,223 @@
+//! The report stage end to end: a tiny real pipeline (teacher data -> train ->
+//! eval -> two fits -> report) through the binary, checking the files, that the
+//! plots are well-formed, that the text carries the fitted numbers, and that
+//! the report is cached and re-rendered exactly when its inputs change.
+
+use super::harness::{ids, Workspace};
+use scalepipe::report::numfmt::num;
+
+/// Two data sizes x three widths of tiny MLPs; seconds in all.
+fn pipeline(widths: &str) -> String {
+    format!(
+        r#"
+[pipeline]
+name = "tiny"
+seed = 3
+
+[stages.data]
+kind = "dataset.teacher"
+noise_std = 0.3
+input_dim = 4
+teacher_width = 8
+split = {{ val = 300, test = 300 }}
+[stages.data.sweep]
+n = [400, 1600]
+
+[stages.train]
+kind = "train"
+inputs = ["data"]
+model = "mlp"
+depth = 1
+epochs = 1
+batch_size = 16
+lr = 1e-2
+[stages.train.sweep]
+width = {widths}
+
+[stages.eval]
+kind = "eval"
+inputs = ["train"]
+
+[stages.fit_n]
+kind = "fit"
+inputs = ["eval"]
+form = "power_n"
+grid = {{ a = [0.0, 2.0], e = [-2.0, -1.0], alpha = [0.3, 1.0] }}
+
+[stages.fit]
+kind = "fit"
+inputs = ["eval"]
+form = "chinchilla"
+e = "irreducible"
+bootstrap = 8
+budgets = [1e8]
+holdout = {{ top_n = 2 }}
+grid = {{ a = [0.0, 2.0], b = [0.0, 4.0], alpha = [0.3, 1.0], beta = [0.3, 1.0] }}
+
+[stages.report]
+kind = "report"
+inputs = ["fit_n", "fit", "eval", "train"]
+title = "tiny report"
+command = "scalepipe run p.toml"
+"#
+    )
+}
+
+/// Whether `text` is one well-formed XML document with an `<svg>` root.
+fn assert_svg(text: &str, what: &str) {
+    let mut reader = quick_xml::Reader::from_str(text);
+    let mut depth = 0i64;
+    let mut root = None;
+    let mut elements = 0;
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Start(e)) => {
+                if depth == 0 {
+                    root = Some(String::from_utf8_lossy(e.name().as_ref()).into_owned());
+                }
+                depth += 1;
+                elements += 1;
+            }
+            Ok(quick_xml::events::Event::Empty(_)) => elements += 1,
+            Ok(quick_xml::events::Event::End(_)) => depth -= 1,
+            Ok(quick_xml::events::Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => panic!(
+                "{what}: not well-formed XML at {}: {e}",
+                reader.buffer_position()
+            ),
+        }
+        assert!(depth >= 0, "{what}: unbalanced end tag");
+    }
+    assert_eq!(depth, 0, "{what}: unclosed elements");
+    assert_eq!(root.as_deref(), Some("svg"), "{what}: root is not <svg>");
+    assert!(
+        elements > 20,
+        "{what}: only {elements} elements, nothing drawn?"
+    );
+}
+
+/// Width and height from a PNG's IHDR chunk.
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+#[test]
+fn tiny_pipeline_reports_fits_and_rerenders_only_when_inputs_change() {
+    let ws = Workspace::new();
+    ws.write("p.toml", &pipeline("[4, 8, 16]"));
+    let first = ws.run(&["run", "p.toml", "--json"]).success().json();
+    let executed = ids(&first, "executed");
+    assert_eq!(executed.len(), 2 + 6 + 6 + 3, "{executed:?}");
+    assert!(executed.contains(&"report".to_string()));
+
+    let dir = "results/tiny/report";
+    for stem in [
+        "loss_vs_n",
+        "loss_vs_d",
+        "loss_vs_c",
+        "loss_curves",
+        "observed_vs_predicted_fit",
+        "observed_vs_predicted_fit_n",
+    ] {
+        let svg = ws.read(&format!("{dir}/figures/{stem}.svg"));
+        assert_svg(&svg, stem);
+        let png = std::fs::read(ws.join(&format!("{dir}/figures/{stem}.png"))).unwrap();
+        assert_eq!(png_size(&png), (900, 560), "{stem}.png");
+    }
+    // Axis labels carry units.
+    let loss_vs_n = ws.read(&format!("{dir}/figures/loss_vs_n.svg"));
+    assert!(loss_vs_n.contains("N (parameters)"), "x label");
+    assert!(loss_vs_n.contains("held-out loss (MSE)"), "y label");
+
+    let html = ws.read(&format!("{dir}/report.html"));
+    let md = ws.read(&format!("{dir}/report.md"));
+    assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
+    // Self-contained: figures inline, nothing fetched.
+    assert!(html.matches("<svg").count() >= 6, "figures are inlined");
+    assert!(!html.contains("src=\"http") && !html.contains("<img"));
+    assert!(html.contains("<h1>tiny report</h1>"));
+
+    // The fitted parameters as the fit wrote them appear in both renderings.
+    for fit in ["fit", "fit_n"] {
+        let doc: serde_json::Value =
+            serde_json::from_str(&ws.read(&format!("results/tiny/{fit}/fit.json"))).unwrap();
+        let params = doc["parameters"].as_object().expect("parameters");
+        assert!(params.contains_key("alpha"));
+        for (name, est) in params {
+            let value = num(est["value"].as_f64().unwrap());
+            let cell = format!("<td>{name}</td><td>{value}</td>");
+            assert!(html.contains(&cell), "{fit}: no {cell} in the HTML");
+            assert!(
+                md.contains(&format!("| {name} | {value} |")),
+                "{fit}: {name} in md"
+            );
+        }
+    }
+    // Bootstrap intervals, the budget's optimum and the hold-out are reported.
+    assert!(md.contains("95% interval (8 bootstrap replicates)"));
+    assert!(md.contains("| 1e8 |"), "budget row");
+    assert!(md.contains("### Extrapolation check"));
+    // Every run appears in the runs table with its time.
+    for w in [4, 8, 16] {
+        for n in [400, 1600] {
+            assert!(
+                md.contains(&format!("| `eval[n={n},width={w}]` |")),
+                "run {n} {w}"
+            );
+        }
+    }
+    assert!(md.contains("scalepipe run p.toml") && md.contains("scalepipe plan p.toml"));
+
+    // Nothing changed: nothing runs, and the report is byte-identical.
+    let again = ws.run(&["run", "p.toml", "--json"]).success().json();
+    assert_eq!(ids(&again, "executed"), Vec::<String>::new());
+    assert_eq!(ws.read(&format!("{dir}/report.md")), md);
+
+    // One width changed: its two runs, both fits and the report; nothing else.
+    ws.write("p.toml", &pipeline("[4, 8, 12]"));
+    let changed = ws.run(&["run", "p.toml", "--json"]).success().json();
+    let mut want: Vec<String> = [
+        "train[n=400,width=12]",
+        "train[n=1600,width=12]",
+        "eval[n=400,width=12]",
+        "eval[n=1600,width=12]",
+        "fit",
+        "fit_n",
+        "report",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    want.sort();
+    assert_eq!(ids(&changed, "executed"), want);
+    let md = ws.read(&format!("{dir}/report.md"));
+    assert!(md.contains("`eval[n=400,width=12]`") && !md.contains("width=16"));
+}
+
+#[test]
+fn report_rejects_unknown_parameters_and_needs_inputs() {
+    let ws = Workspace::new();
+    ws.write(
+        "p.toml",
+        "[pipeline]\nname = \"r\"\n\n[stages.report]\nkind = \"report\"\ntitel = \"x\"\n",
+    );
+    let out = ws.run(&["run", "p.toml"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("titel"), "{}", out.stderr);
+
+    ws.write(
+        "p.toml",
+        "[pipeline]\nname = \"r\"\n\n[stages.report]\nkind = \"report\"\n",
+    );
+    let out = ws.run(&["run", "p.toml"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("a report needs inputs"),
+        "{}",
+        out.stderr
+    );
+}
