@@ -320,19 +320,25 @@ pub fn stack(frames: Vec<DataFrame>) -> Result<DataFrame, PolarsError> {
     Ok(all)
 }
 
+/// A float column's values (null stays `None`).
+pub fn f64_column(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<f64>>> {
+    Ok(df.column(name)?.f64()?.iter().collect())
+}
+
+/// A string column's values (null stays `None`).
+pub fn str_column(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<String>>> {
+    Ok(df
+        .column(name)?
+        .str()?
+        .iter()
+        .map(|s| s.map(str::to_string))
+        .collect())
+}
+
 /// The canonical frame's rows.
 pub fn runs(df: &DataFrame) -> Result<Vec<Run>, PolarsError> {
-    let nums = |name: &str| -> PolarsResult<Vec<Option<f64>>> {
-        Ok(df.column(name)?.f64()?.iter().collect())
-    };
-    let strs = |name: &str| -> PolarsResult<Vec<Option<String>>> {
-        Ok(df
-            .column(name)?
-            .str()?
-            .iter()
-            .map(|s| s.map(str::to_string))
-            .collect())
-    };
+    let nums = |name: &str| f64_column(df, name);
+    let strs = |name: &str| str_column(df, name);
     let (ids, n, d, c, loss, status, params) = (
         strs("id")?,
         nums("n")?,

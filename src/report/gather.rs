@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use super::fit_doc::FitDoc;
 use crate::data::{DatasetMeta, Task};
+use crate::fit::table::{f64_column, str_column};
 use crate::stages::InputRef;
 
 /// Why the inputs could not be read.
@@ -366,17 +367,8 @@ fn read_predictions(path: &Path) -> Result<Vec<Prediction>, GatherError> {
         source,
     })?;
     let df = ParquetReader::new(file).finish().map_err(fail)?;
-    let nums = |name: &str| -> PolarsResult<Vec<Option<f64>>> {
-        Ok(df.column(name)?.f64()?.iter().collect())
-    };
-    let strs = |name: &str| -> PolarsResult<Vec<Option<String>>> {
-        Ok(df
-            .column(name)?
-            .str()?
-            .iter()
-            .map(|s| s.map(str::to_string))
-            .collect())
-    };
+    let nums = |name: &str| f64_column(&df, name);
+    let strs = |name: &str| str_column(&df, name);
     let bools = |name: &str| -> PolarsResult<Vec<bool>> {
         Ok(df
             .column(name)?
