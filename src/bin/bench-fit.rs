@@ -68,12 +68,7 @@ fn main() {
     let obs: Vec<Observation> = sel
         .included
         .iter()
-        .map(|&i| Observation {
-            n: runs[i].n.unwrap(),
-            d: runs[i].d.unwrap(),
-            c: runs[i].c.unwrap(),
-            loss: runs[i].loss.unwrap(),
-        })
+        .map(|&i| runs[i].observation())
         .collect();
 
     let form = Form::new(FormKind::Chinchilla, Irreducible::Free);

@@ -15,6 +15,7 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use super::form::Variable;
+use super::Observation;
 
 /// Which source columns hold each quantity. `None` means the default name (`n`,
 /// `d`, `c`, `loss`, `status`, `id` for tables; the `metrics.json` keys
@@ -73,6 +74,17 @@ pub struct Run {
 }
 
 impl Run {
+    /// The run as the objective reads it. Missing values become NaN: `select`
+    /// keeps only runs that have every variable the form needs.
+    pub fn observation(&self) -> Observation {
+        Observation {
+            n: self.n.unwrap_or(f64::NAN),
+            d: self.d.unwrap_or(f64::NAN),
+            c: self.c.unwrap_or(f64::NAN),
+            loss: self.loss.unwrap_or(f64::NAN),
+        }
+    }
+
     pub fn get(&self, variable: Variable) -> Option<f64> {
         match variable {
             Variable::N => self.n,

@@ -465,7 +465,7 @@ impl Stage for FitStage {
         let observations: Vec<Observation> = selection
             .included
             .iter()
-            .map(|&i| observation(&runs[i]))
+            .map(|&i| runs[i].observation())
             .collect();
 
         let analysis = Analysis {
@@ -549,15 +549,6 @@ impl FitStage {
     }
 }
 
-fn observation(run: &Run) -> Observation {
-    Observation {
-        n: run.n.unwrap_or(f64::NAN),
-        d: run.d.unwrap_or(f64::NAN),
-        c: run.c.unwrap_or(f64::NAN),
-        loss: run.loss.unwrap_or(f64::NAN),
-    }
-}
-
 /// The irreducible loss every input agrees on (`metrics.json` or `meta.json`).
 fn irreducible_from_inputs(ctx: &StageContext) -> Result<f64, StageError> {
     let mut found: Vec<(String, f64)> = Vec::new();
@@ -632,7 +623,7 @@ fn write_predictions(
         .map(|r| {
             let ok = form.variables().iter().all(|v| r.get(*v).is_some());
             ok.then(|| {
-                let o = observation(r);
+                let o = r.observation();
                 form.predict(&report.theta, o.n, o.d, o.c)
             })
             .filter(|p| p.is_finite())

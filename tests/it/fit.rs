@@ -75,12 +75,7 @@ fn chinchilla_runs() -> (Vec<String>, Vec<Observation>, usize) {
     let obs = sel
         .included
         .iter()
-        .map(|&i| Observation {
-            n: runs[i].n.unwrap(),
-            d: runs[i].d.unwrap(),
-            c: runs[i].c.unwrap(),
-            loss: runs[i].loss.unwrap(),
-        })
+        .map(|&i| runs[i].observation())
         .collect();
     (ids, obs, sel.excluded.len())
 }
