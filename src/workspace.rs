@@ -9,14 +9,14 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use crate::error::Error;
 use crate::executor::{decide, Decision, Event, Executor, InstanceResult, Status};
 use crate::graph::Plan;
 use crate::pipeline::Pipeline;
 use crate::reporter::{InstanceRecord, RunRecord};
-use crate::store::{PipelineState, ResultsView, StateEntry, Store, StoredKey};
+use crate::store::{unix_now, PipelineState, ResultsView, StateEntry, Store, StoredKey};
 
 /// Options of `scalepipe run`.
 #[derive(Debug, Clone)]
@@ -278,11 +278,4 @@ impl Workspace {
             kept,
         })
     }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }

@@ -9,12 +9,12 @@ use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::{Decision, Event, Outcome};
 use crate::graph::Plan;
 use crate::stages::{InputRef, StageContext, StageError};
-use crate::store::{Manifest, Store};
+use crate::store::{unix_now, Manifest, Store};
 
 /// What happened to one instance in a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -401,13 +401,6 @@ impl ReadyQueue {
             .min_by_key(|(_, queue)| queue.front().map(|(n, _)| *n))?;
         queue.pop_front().map(|(_, i)| i)
     }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 #[cfg(test)]

@@ -24,21 +24,22 @@ pub(crate) fn from_edit(value: &toml_edit::Value) -> toml::Value {
 pub(crate) fn from_item(item: &toml_edit::Item) -> Option<toml::Value> {
     match item {
         toml_edit::Item::Value(v) => Some(from_edit(v)),
-        toml_edit::Item::Table(t) => Some(toml::Value::Table(
-            t.iter()
-                .filter_map(|(k, v)| from_item(v).map(|v| (k.to_string(), v)))
-                .collect(),
-        )),
-        toml_edit::Item::ArrayOfTables(a) => Some(toml::Value::Array(
-            a.iter()
-                .map(|t| {
-                    from_item(&toml_edit::Item::Table(t.clone()))
-                        .unwrap_or(toml::Value::Boolean(false))
-                })
-                .collect(),
-        )),
+        toml_edit::Item::Table(t) => Some(from_table(t)),
+        toml_edit::Item::ArrayOfTables(a) => {
+            Some(toml::Value::Array(a.iter().map(from_table).collect()))
+        }
         toml_edit::Item::None => None,
     }
+}
+
+/// Converts a `[table]` (or one entry of an `[[array of tables]]`).
+fn from_table(table: &toml_edit::Table) -> toml::Value {
+    toml::Value::Table(
+        table
+            .iter()
+            .filter_map(|(k, v)| from_item(v).map(|v| (k.to_string(), v)))
+            .collect(),
+    )
 }
 
 /// Canonical JSON of a TOML value: keys sorted, floats in shortest round-trip

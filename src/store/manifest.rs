@@ -62,3 +62,11 @@ impl Manifest {
         serde_json::from_slice(&bytes).map_err(std::io::Error::other)
     }
 }
+
+/// Seconds since the Unix epoch, as manifests and run records store times.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

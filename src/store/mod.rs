@@ -22,7 +22,7 @@ mod state;
 mod store;
 
 pub use fingerprint::{hash_file, CacheKey, CanonicalJson, FileHash};
-pub use manifest::{Manifest, OutputFile};
+pub use manifest::{unix_now, Manifest, OutputFile};
 pub use results::{Listing, ResultsView};
 pub use state::{PipelineState, StateEntry, StoredKey};
 pub use store::{Pending, Store, StoreLock};
