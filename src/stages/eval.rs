@@ -132,7 +132,7 @@ impl Stage for EvalStage {
         };
         let record: DatasetRecord = read_json(&train.dir.join("dataset.json"))?;
         let train_metrics: TrainMetrics = read_json(&train.dir.join("metrics.json"))?;
-        let data_dir = dataset_dir(ctx, &train.dir, &record);
+        let data_dir = dataset_dir(ctx, &record);
         if !data_dir.join("meta.json").is_file() {
             return Err(StageError::msg(format!(
                 "the dataset {} that {} was trained on is not in the store any more (last seen at {})",
@@ -193,10 +193,10 @@ impl Stage for EvalStage {
 }
 
 /// Where the dataset a train instance used is now: an input of this stage with
-/// its fingerprint; else its entry beside the train instance's in the same store
-/// (`cache/<fingerprint>/out`, which survives moving the workspace); else the
-/// directory recorded at training time.
-fn dataset_dir(ctx: &StageContext, train_dir: &Path, record: &DatasetRecord) -> PathBuf {
+/// its fingerprint; else its committed entry in the store this stage runs in
+/// (which survives moving the workspace); else the directory recorded at
+/// training time.
+fn dataset_dir(ctx: &StageContext, record: &DatasetRecord) -> PathBuf {
     if let Some(input) = ctx
         .inputs()
         .iter()
@@ -204,14 +204,8 @@ fn dataset_dir(ctx: &StageContext, train_dir: &Path, record: &DatasetRecord) -> 
     {
         return input.dir.clone();
     }
-    let sibling = train_dir
-        .parent()
-        .and_then(Path::parent)
-        .map(|cache| cache.join(&record.fingerprint).join("out"));
-    match sibling {
-        Some(dir) if train_dir.ends_with("out") && dir.join("meta.json").is_file() => dir,
-        _ => record.dir.clone(),
-    }
+    ctx.committed_outputs(&record.fingerprint)
+        .unwrap_or_else(|| record.dir.clone())
 }
 
 /// Loads the held-out split the model family reads.

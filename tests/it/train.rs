@@ -954,3 +954,44 @@ split = "test"
         }
     }
 }
+
+/// `eval` reads the dataset its train instance used without listing it as an
+/// input. After the workspace moves, the directory recorded at training time is
+/// gone; the engine's store still holds the dataset entry, and eval finds it there.
+#[test]
+fn eval_finds_the_dataset_in_the_store_after_the_workspace_moves() {
+    let pipeline = |split: &str| {
+        format!(
+            "[pipeline]\nname = \"moved\"\nseed = 1\n\n[stages.data]\nkind = \"dataset.markov_text\"\ntokens = 4000\nvocab = 8\n\n[stages.train]\nkind = \"train\"\ninputs = [\"data\"]\nmodel = \"transformer\"\nd_model = 8\nn_layers = 1\nn_heads = 2\ncontext = 8\nbatch_size = 8\nsteps = 10\n\n[stages.eval]\nkind = \"eval\"\ninputs = [\"train\"]\nsplit = \"{split}\"\n"
+        )
+    };
+    let parent = tempfile::tempdir().expect("temp dir");
+    let before = parent.path().join("before");
+    let after = parent.path().join("after");
+    std::fs::create_dir_all(&before).unwrap();
+    std::fs::write(before.join("p.toml"), pipeline("val")).unwrap();
+    let run = |dir: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_scalepipe"))
+            .args(["run", "p.toml", "--json"])
+            .current_dir(dir)
+            .output()
+            .expect("scalepipe runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")
+    };
+    run(&before);
+    std::fs::rename(&before, &after).unwrap();
+    std::fs::write(after.join("p.toml"), pipeline("test")).unwrap();
+    let json = run(&after);
+    assert_eq!(crate::harness::ids(&json, "executed"), vec!["eval"]);
+    let metrics: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(after.join("results/moved/eval/metrics.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(metrics["split"], "test");
+    assert!(metrics["loss"].as_f64().unwrap().is_finite());
+}
