@@ -8,10 +8,13 @@
 
 pub mod cli;
 pub mod data;
+pub mod digest;
 pub mod error;
 pub mod executor;
 pub mod fit;
 pub mod graph;
+pub mod json_file;
+pub mod numfmt;
 pub mod pipeline;
 pub mod report;
 pub mod reporter;

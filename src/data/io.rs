@@ -7,7 +7,7 @@
 //! the "same seed, same bytes" promise rely on.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
@@ -62,15 +62,6 @@ impl DataError {
         DataError::Invalid {
             path: path.as_ref().to_path_buf(),
             message: message.into(),
-        }
-    }
-}
-
-impl From<DataError> for crate::stages::StageError {
-    fn from(err: DataError) -> Self {
-        match err {
-            DataError::Io { path, source } => crate::stages::StageError::Io { path, source },
-            other => crate::stages::StageError::Failed(other.to_string()),
         }
     }
 }
@@ -251,22 +242,6 @@ pub fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<(), DataError> {
         .finish(df)
         .map_err(|e| DataError::polars(path, e))?;
     Ok(())
-}
-
-/// BLAKE3 hex digest of a file's content (recorded in `meta.json` sources).
-pub fn hash_file(path: &Path) -> Result<String, DataError> {
-    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut reader = BufReader::new(file);
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = reader.read(&mut buf).map_err(|e| DataError::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher.finalize().to_hex().to_string())
 }
 
 /// Builds the frame of a table split: feature columns then `y`.

@@ -11,19 +11,16 @@
 //! split's contiguous pieces). Table loaders also write `source.parquet`, the
 //! input table with its original column names.
 //!
-//! The `io` module (re-exported here) reads and writes these files; [`split`] and [`subsample`] are the
-//! `split` parameter and the seeded nested subsampling every dataset kind shares;
-//! [`tokenize`] turns text into ids.
+//! The `io` module (re-exported here) reads and writes these files. How dataset
+//! stages make them (split sizes, seeded nested subsampling, tokenisers) lives
+//! beside those stages in `stages::dataset`.
 
 mod io;
-pub mod split;
-pub mod subsample;
-pub mod tokenize;
 
 pub use io::{
-    hash_file, meta_path, offsets_path, read_meta, read_offsets, read_parquet, read_table,
-    read_tokens, read_u32s, table_path, tokens_path, write_meta, write_offsets, write_parquet,
-    write_table, write_tokens, write_u32s, Columns, DataError,
+    meta_path, offsets_path, read_meta, read_offsets, read_parquet, read_table, read_tokens,
+    read_u32s, table_path, tokens_path, write_meta, write_offsets, write_parquet, write_table,
+    write_tokens, write_u32s, Columns, DataError,
 };
 
 use serde::{Deserialize, Serialize};

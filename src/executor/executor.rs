@@ -300,8 +300,7 @@ impl Executor<'_> {
             self.cancel,
             &progress,
             log,
-        )
-        .with_store(self.store);
+        );
         let result = catch_unwind(AssertUnwindSafe(|| inst.job.run(&ctx)));
         let result = match result {
             Ok(r) => r,

@@ -5,18 +5,18 @@
 //! It works on runs already selected and does no I/O, so tests drive it directly;
 //! the `fit` stage reads tables, calls it and writes the files.
 
-use serde::ser::{SerializeMap, Serializer};
-use serde::Serialize;
-
 use super::bootstrap::{self, Bootstrap, BootstrapSettings, Interval};
 use super::derived::{budget_key, Derived};
-use super::form::{Form, FormKind, Irreducible};
+use super::fit_json::{
+    BootstrapReport, BudgetReport, DerivedReport, Estimate, FitReport, HoldoutReport,
+    OptimizerReport, Ordered,
+};
+use super::form::{Form, Irreducible};
 use super::grid::Grid;
-use super::holdout::{self, Errors, Holdout};
-use super::isoflop::{self, Isoflop, IsoflopSettings};
+use super::holdout::{self, Holdout};
+use super::isoflop::{self, IsoflopSettings};
 use super::objective::{Objective, Observation, Points};
 use super::optimize::{self, Cancelled, Multistart, Settings};
-use super::table::Excluded;
 
 /// What to fit and what to compute around the fit.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,159 +58,6 @@ impl From<Cancelled> for AnalysisError {
     fn from(_: Cancelled) -> Self {
         AnalysisError::Cancelled
     }
-}
-
-/// A number with its bootstrap interval, when there is one.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Estimate {
-    pub value: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub median: Option<f64>,
-    /// 2.5th bootstrap percentile.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lo: Option<f64>,
-    /// 97.5th bootstrap percentile.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hi: Option<f64>,
-}
-
-impl Estimate {
-    fn new(value: f64, interval: Option<&Interval>) -> Self {
-        Estimate {
-            value,
-            median: interval.map(|i| i.median),
-            lo: interval.map(|i| i.lo),
-            hi: interval.map(|i| i.hi),
-        }
-    }
-}
-
-/// Named values serialised as a JSON object in the given order.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Ordered<T>(pub Vec<(String, T)>);
-
-impl<T> Ordered<T> {
-    pub fn get(&self, name: &str) -> Option<&T> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
-    }
-}
-
-impl<T: Serialize> Serialize for Ordered<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
-    }
-}
-
-/// How the optimiser fared.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct OptimizerReport {
-    pub method: &'static str,
-    pub starts: usize,
-    pub best_start: usize,
-    /// Starts that ended within 1e-6 (relative) of the best objective.
-    pub starts_within_1e_6: usize,
-    pub failed_starts: usize,
-    /// Objective evaluations over all starts.
-    pub evaluations: u64,
-    /// Whether the best start ended at a stationary point.
-    pub converged: bool,
-    pub termination: String,
-    pub iterations: u64,
-    pub grad_norm: f64,
-}
-
-impl OptimizerReport {
-    fn new(m: &Multistart) -> Self {
-        OptimizerReport {
-            method: "L-BFGS (argmin 0.11, More-Thuente line search), multistart",
-            starts: m.starts,
-            best_start: m.best_start,
-            starts_within_1e_6: m.within_1e6,
-            failed_starts: m.failed,
-            evaluations: m.evaluations,
-            converged: m.best.converged,
-            termination: m.best.termination.clone(),
-            iterations: m.best.iterations,
-            grad_norm: m.best.grad_norm,
-        }
-    }
-}
-
-/// Derived quantities at one budget, with intervals.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct BudgetReport {
-    pub c: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub n_opt: Option<Estimate>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub d_opt: Option<Estimate>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tokens_per_param: Option<Estimate>,
-    pub loss: Estimate,
-}
-
-/// Derived quantities with intervals.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DerivedReport {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub a: Option<Estimate>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub b: Option<Estimate>,
-    pub budgets: Vec<BudgetReport>,
-}
-
-/// Bootstrap settings and health, as reported.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct BootstrapReport {
-    pub replicates: usize,
-    pub random_starts: usize,
-    pub seed: u64,
-    pub not_converged: usize,
-}
-
-/// The extrapolation check, as reported.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HoldoutReport {
-    pub rule: String,
-    pub n_fit: usize,
-    pub n_held_out: usize,
-    /// Parameters fitted on the smaller runs only.
-    pub parameters: Ordered<f64>,
-    pub objective: f64,
-    #[serde(flatten)]
-    pub errors: Errors,
-}
-
-/// Everything `fit.json` says.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FitReport {
-    pub form: FormKind,
-    pub formula: String,
-    /// `"free"` or the fixed value of E.
-    pub e: serde_json::Value,
-    /// Coefficients, E and exponents in natural units, with intervals.
-    pub parameters: Ordered<Estimate>,
-    /// The optimiser's parameter vector (`a = ln A`, ...).
-    pub log_parameters: Ordered<f64>,
-    pub objective: f64,
-    pub huber_delta: f64,
-    pub n_points: usize,
-    pub optimizer: OptimizerReport,
-    pub excluded: Vec<Excluded>,
-    pub derived: DerivedReport,
-    pub bootstrap: Option<BootstrapReport>,
-    pub holdout: Option<HoldoutReport>,
-    pub isoflop: Option<Isoflop>,
-    /// The optimum, for predictions.
-    #[serde(skip)]
-    pub theta: Vec<f64>,
-    /// The bootstrap's replicate optima.
-    #[serde(skip)]
-    pub bootstrap_thetas: Vec<Vec<f64>>,
 }
 
 impl Analysis {

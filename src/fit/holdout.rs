@@ -7,7 +7,7 @@
 //! `power_c`, or the variable named by `by`); `holdout = { n_above = x }` (or
 //! `d_above`, `c_above`) holds out every run above a threshold.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::form::{Form, Variable};
 use super::objective::Observation;
@@ -57,7 +57,7 @@ impl Holdout {
 }
 
 /// One held-out run's prediction.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeldOutRun {
     pub id: String,
     pub n: f64,
@@ -72,7 +72,7 @@ pub struct HeldOutRun {
 }
 
 /// Prediction errors on the held-out runs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Errors {
     pub mean_abs_error: f64,
     pub max_abs_error: f64,

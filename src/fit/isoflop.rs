@@ -7,7 +7,7 @@
 //! (`width`, for runs spread over compute) or clusters separated by gaps
 //! (`gap`, for runs trained at a handful of exact budgets, as Hoffmann et al. did).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::objective::Observation;
 
@@ -29,7 +29,7 @@ pub enum Grouping {
 }
 
 /// One compute band's profile.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Band {
     /// Geometric mean of the band's compute.
     pub c: f64,
@@ -50,7 +50,7 @@ pub struct Band {
 }
 
 /// The outcome of Approach 2.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Isoflop {
     pub bands: Vec<Band>,
     /// Exponent of `N_opt ∝ C^a` (needs two usable bands).

@@ -10,24 +10,29 @@
 //!
 //! Data flow: [`table`] gathers runs (Polars) -> [`table::select`] picks the usable
 //! ones -> [`analysis::Analysis::run`] fits ([`objective`], [`optimize`],
-//! [`bootstrap`], [`derived`], [`holdout`], [`isoflop`]) -> [`analysis::FitReport`]
-//! (`fit.json`) and [`summary`] (`summary.md`). The `fit` stage
-//! (`crate::stages::fit`) wires this to files.
+//! [`bootstrap`], [`derived`], [`holdout`], [`isoflop`]) -> [`FitReport`]
+//! ([`fit_json`], `fit.json`), [`predictions`] (`predictions.parquet`) and
+//! [`summary`] (`summary.md`), each file with its one owner module. The `fit`
+//! stage (`crate::stages::fit`) is the glue that reads parameters and calls
+//! these.
 
 pub mod analysis;
 pub mod bootstrap;
 pub mod derived;
 pub mod fastmath;
+pub mod fit_json;
 pub mod form;
 pub mod grid;
 pub mod holdout;
 pub mod isoflop;
 pub mod objective;
 pub mod optimize;
+pub mod predictions;
 pub mod summary;
 pub mod table;
 
-pub use analysis::{Analysis, AnalysisError, Estimate, FitReport, Hooks};
+pub use analysis::{Analysis, AnalysisError, Hooks};
+pub use fit_json::{Estimate, FitReport};
 pub use form::{Form, FormKind, Irreducible, Variable};
 pub use grid::Grid;
 pub use objective::{Objective, Observation, Points};

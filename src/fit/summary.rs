@@ -4,26 +4,8 @@
 
 use std::fmt::Write;
 
-use super::analysis::{Estimate, FitReport};
-
-/// Formats a number with 4 significant digits, in scientific notation when large
-/// or small.
-pub fn num(v: f64) -> String {
-    if !v.is_finite() {
-        return format!("{v}");
-    }
-    let a = v.abs();
-    if a != 0.0 && !(1e-2..1e5).contains(&a) {
-        format!("{v:.3e}")
-    } else {
-        let digits = if a == 0.0 {
-            3
-        } else {
-            (3 - a.log10().floor() as i32).max(0) as usize
-        };
-        format!("{v:.digits$}")
-    }
-}
+use super::fit_json::{Estimate, FitReport};
+use crate::numfmt::num;
 
 fn est(e: &Estimate) -> String {
     match (e.lo, e.hi) {
@@ -137,19 +119,4 @@ pub fn summary(r: &FitReport) -> String {
     let mut out = s.trim_end().to_string();
     out.push('\n');
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_keep_four_significant_digits() {
-        assert_eq!(num(0.34731), "0.3473");
-        assert_eq!(num(477.8259), "477.8");
-        assert_eq!(num(1.81722), "1.817");
-        assert_eq!(num(5.76e23), "5.760e23");
-        assert_eq!(num(0.0010182), "1.018e-3");
-        assert_eq!(num(20.0), "20.00");
-    }
 }

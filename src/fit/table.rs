@@ -12,10 +12,11 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::form::Variable;
 use super::Observation;
+use crate::train::metrics::RunMetrics;
 
 /// Which source columns hold each quantity. `None` means the default name (`n`,
 /// `d`, `c`, `loss`, `status`, `id` for tables; the `metrics.json` keys
@@ -47,8 +48,6 @@ pub enum TableError {
         #[source]
         source: PolarsError,
     },
-    #[error("{}: not a valid metrics file: {message}", path.display())]
-    Metrics { path: PathBuf, message: String },
     #[error("{}: no column `{column}` (for {role}); columns are: {available}", path.display())]
     MissingColumn {
         path: PathBuf,
@@ -252,24 +251,13 @@ pub fn canonical(
     })
 }
 
-/// Reads a training or evaluation `metrics.json` as a one-row frame of its
-/// scalar fields, ready for [`canonical`] with the metrics defaults.
-pub fn metrics_frame(path: &Path, id: &str) -> Result<DataFrame, TableError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TableError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| TableError::Metrics {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-    let obj = value.as_object().ok_or_else(|| TableError::Metrics {
-        path: path.to_path_buf(),
-        message: "expected a JSON object".into(),
-    })?;
+/// A run's `metrics.json` (read by its owner, [`crate::train::metrics`]) as a
+/// one-row frame of its scalar fields, ready for [`canonical`] with the metrics
+/// defaults. `path` names the file in errors.
+pub fn metrics_frame(metrics: &RunMetrics, path: &Path, id: &str) -> Result<DataFrame, TableError> {
+    let obj = metrics.to_object();
     let mut columns = vec![Column::new("id".into(), [id.to_string()])];
-    for (key, v) in obj {
+    for (key, v) in &obj {
         if key == "id" {
             continue;
         }
@@ -374,7 +362,7 @@ pub fn runs(df: &DataFrame) -> Result<Vec<Run>, PolarsError> {
 }
 
 /// A run left out of the fit, and why.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Excluded {
     pub id: String,
     pub reason: String,

@@ -15,11 +15,12 @@ use std::sync::Arc;
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 
+use crate::digest::hash_file;
 use crate::pipeline::{
     canonical_json_text, write_display_value, Diagnostic, Pipeline, Point, StageDef,
 };
 use crate::stages::{ConfigureContext, Kind, Resources, Stage};
-use crate::store::{hash_file, CacheKey, CanonicalJson, FileHash};
+use crate::store::{CacheKey, CanonicalJson, FileHash};
 
 /// One configured stage instance.
 ///

@@ -154,6 +154,7 @@ impl Parser<'_> {
             ));
         }
         self.check_inputs(&stages)?;
+        inherit_inputs(&mut stages);
 
         let base_dir = self
             .source
@@ -443,6 +444,35 @@ impl Parser<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Adds to each stage the inputs it inherits from its inputs of the kind its
+/// kind names in [`Kind::inherits_inputs_of`] (an `eval` of `train` also reads
+/// the dataset `train` read), located where the lending input is named. Inputs
+/// the stage already lists are not added twice.
+fn inherit_inputs(stages: &mut [StageDef]) {
+    for s in 0..stages.len() {
+        let Some(lender_kind) = stages[s].kind.inherits_inputs_of else {
+            continue;
+        };
+        let mut added: Vec<(String, Option<Span>)> = Vec::new();
+        for (input, span) in &stages[s].inputs {
+            let Some(lender) = stages.iter().find(|t| &t.name == input) else {
+                continue;
+            };
+            if lender.kind.name != lender_kind {
+                continue;
+            }
+            for (inherited, _) in &lender.inputs {
+                let listed = stages[s].inputs.iter().any(|(i, _)| i == inherited)
+                    || added.iter().any(|(i, _)| i == inherited);
+                if !listed {
+                    added.push((inherited.clone(), span.clone()));
+                }
+            }
+        }
+        stages[s].inputs.extend(added);
     }
 }
 

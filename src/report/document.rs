@@ -7,9 +7,10 @@
 //! turns them into its own markup.
 
 use super::figures::Figure;
-use super::fit_doc::Estimate;
 use super::gather::{FitInput, Gathered, RunSource};
-use super::numfmt::{duration, num, percent, sci, sig};
+use crate::fit::fit_json::{Estimate, FitReport, HoldoutReport};
+use crate::fit::isoflop::Isoflop;
+use crate::numfmt::{duration, num, percent, sci, sig};
 
 /// A block of the document.
 #[derive(Debug, Clone, PartialEq)]
@@ -210,7 +211,8 @@ fn findings(g: &Gathered, header: &Header) -> Vec<String> {
     for fit in &g.fits {
         let params: Vec<String> = fit
             .doc
-            .ordered_parameters()
+            .parameters
+            .0
             .iter()
             .map(|(name, e)| format!("{name} = {}", num(e.value)))
             .collect();
@@ -255,17 +257,32 @@ fn findings(g: &Gathered, header: &Header) -> Vec<String> {
                 "`{}`: fitted without its {} largest runs, it predicts them with mean error {} (max {}).",
                 fit.id,
                 h.n_held_out,
-                percent(h.mean_rel_error),
-                percent(h.max_rel_error)
+                percent(h.errors.mean_rel_error),
+                percent(h.errors.max_rel_error)
             ));
         }
     }
     out
 }
 
+/// One fit: how it was made, its parameters, and each analysis it carries.
 fn fit_section(doc: &mut Doc, fit: &FitInput, header: &Header) {
     let d = &fit.doc;
     doc.h(2, format!("Fit `{}` ({})", fit.id, d.form.name()));
+    parameters(doc, d, header);
+    allocation(doc, d);
+    if let Some(h) = &d.holdout {
+        extrapolation(doc, h);
+    }
+    if let Some(iso) = &d.isoflop {
+        isoflop(doc, iso);
+    }
+    excluded(doc, d);
+}
+
+/// The optimiser's outcome, the parameter table and, against a known E, how
+/// far the fitted E is from the truth.
+fn parameters(doc: &mut Doc, d: &FitReport, header: &Header) {
     doc.p(format!(
         "`{}` fitted to {} runs; {}. Optimiser: {} starts, {} within 1e-6 of the best, {}.",
         d.formula,
@@ -288,14 +305,15 @@ fn fit_section(doc: &mut Doc, fit: &FitInput, header: &Header) {
         .map(|b| format!("95% interval ({} bootstrap replicates)", b.replicates))
         .unwrap_or_else(|| "interval (no bootstrap requested)".into());
     let rows = d
-        .ordered_parameters()
-        .into_iter()
+        .parameters
+        .0
+        .iter()
         .map(|(name, e)| {
             let interval = match (e.lo, e.hi) {
                 (Some(lo), Some(hi)) => format!("[{}, {}]", num(lo), num(hi)),
                 _ => "n/a".into(),
             };
-            vec![name, num(e.value), interval]
+            vec![name.clone(), num(e.value), interval]
         })
         .collect();
     doc.table(&["parameter", "value", intervals.as_str()], rows);
@@ -317,110 +335,120 @@ fn fit_section(doc: &mut Doc, fit: &FitInput, header: &Header) {
             ));
         }
     }
+}
 
-    if !d.derived.budgets.is_empty() {
-        doc.h(3, "Compute-optimal allocation");
-        if let (Some(a), Some(b)) = (&d.derived.a, &d.derived.b) {
-            doc.p(format!(
-                "N_opt grows as C^{} and D_opt as C^{}.",
-                with_ci(a, sig4),
-                with_ci(b, sig4)
-            ));
-        }
-        let rows = d
-            .derived
-            .budgets
-            .iter()
-            .map(|b| {
-                vec![
-                    sci(b.c),
-                    b.n_opt
-                        .as_ref()
-                        .map(|e| with_ci(e, sci))
-                        .unwrap_or("n/a".into()),
-                    b.d_opt
-                        .as_ref()
-                        .map(|e| with_ci(e, sci))
-                        .unwrap_or("n/a".into()),
-                    b.tokens_per_param
-                        .as_ref()
-                        .map(|e| sig(e.value, 3))
-                        .unwrap_or("n/a".into()),
-                    with_ci(&b.loss, sig4),
-                ]
-            })
-            .collect();
-        doc.table(
-            &["C (FLOPs)", "N_opt", "D_opt", "D/N", "predicted loss"],
-            rows,
-        );
+/// Compute-optimal N and D per budget.
+fn allocation(doc: &mut Doc, d: &FitReport) {
+    if d.derived.budgets.is_empty() {
+        return;
     }
-
-    if let Some(h) = &d.holdout {
-        doc.h(3, "Extrapolation check");
+    doc.h(3, "Compute-optimal allocation");
+    if let (Some(a), Some(b)) = (&d.derived.a, &d.derived.b) {
         doc.p(format!(
-            "Held out {} ({} runs), fitted on the other {}: mean absolute error {} ({}), max {} ({}).",
-            h.rule,
-            h.n_held_out,
-            h.n_fit,
-            sig(h.mean_abs_error, 3),
-            percent(h.mean_rel_error),
-            sig(h.max_abs_error, 3),
-            percent(h.max_rel_error)
+            "N_opt grows as C^{} and D_opt as C^{}.",
+            with_ci(a, sig4),
+            with_ci(b, sig4)
         ));
-        let rows = h
-            .runs
-            .iter()
-            .map(|r| {
-                vec![
-                    format!("`{}`", r.id),
-                    sci(r.n),
-                    sci(r.d),
-                    sig(r.observed, 4),
-                    sig(r.predicted, 4),
-                    percent(r.rel_error),
-                ]
-            })
-            .collect();
-        doc.table(
-            &["held-out run", "N", "D", "observed", "predicted", "error"],
-            rows,
-        );
     }
+    let rows = d
+        .derived
+        .budgets
+        .iter()
+        .map(|b| {
+            vec![
+                sci(b.c),
+                b.n_opt
+                    .as_ref()
+                    .map(|e| with_ci(e, sci))
+                    .unwrap_or("n/a".into()),
+                b.d_opt
+                    .as_ref()
+                    .map(|e| with_ci(e, sci))
+                    .unwrap_or("n/a".into()),
+                b.tokens_per_param
+                    .as_ref()
+                    .map(|e| sig(e.value, 3))
+                    .unwrap_or("n/a".into()),
+                with_ci(&b.loss, sig4),
+            ]
+        })
+        .collect();
+    doc.table(
+        &["C (FLOPs)", "N_opt", "D_opt", "D/N", "predicted loss"],
+        rows,
+    );
+}
 
-    if let Some(iso) = &d.isoflop {
-        doc.h(3, "IsoFLOP profiles");
-        if let (Some(a), Some(k)) = (iso.a, iso.k) {
-            doc.p(format!(
-                "Across bands, N_opt = {} C^{} (Approach 2), to compare with the parametric exponent above.",
-                sci(k),
-                sig(a, 3)
-            ));
-        }
-        let rows = iso
-            .bands
-            .iter()
-            .map(|b| {
-                vec![
-                    sci(b.c),
-                    b.runs.to_string(),
-                    opt(b.n_opt, sci),
-                    opt(b.d_opt, sci),
-                    opt(b.loss_min, sig4),
-                    if b.used {
-                        "yes".into()
-                    } else {
-                        format!("no: {}", b.note.clone().unwrap_or_default())
-                    },
-                ]
-            })
-            .collect();
-        doc.table(
-            &["band C", "runs", "N_opt", "D_opt", "min loss", "used"],
-            rows,
-        );
+/// How well a law fitted without the largest runs predicted them.
+fn extrapolation(doc: &mut Doc, h: &HoldoutReport) {
+    doc.h(3, "Extrapolation check");
+    doc.p(format!(
+        "Held out {} ({} runs), fitted on the other {}: mean absolute error {} ({}), max {} ({}).",
+        h.rule,
+        h.n_held_out,
+        h.n_fit,
+        sig(h.errors.mean_abs_error, 3),
+        percent(h.errors.mean_rel_error),
+        sig(h.errors.max_abs_error, 3),
+        percent(h.errors.max_rel_error)
+    ));
+    let rows = h
+        .errors
+        .runs
+        .iter()
+        .map(|r| {
+            vec![
+                format!("`{}`", r.id),
+                sci(r.n),
+                sci(r.d),
+                sig(r.observed, 4),
+                sig(r.predicted, 4),
+                percent(r.rel_error),
+            ]
+        })
+        .collect();
+    doc.table(
+        &["held-out run", "N", "D", "observed", "predicted", "error"],
+        rows,
+    );
+}
+
+/// Approach 2: the IsoFLOP bands and the exponent across them.
+fn isoflop(doc: &mut Doc, iso: &Isoflop) {
+    doc.h(3, "IsoFLOP profiles");
+    if let (Some(a), Some(k)) = (iso.a, iso.k) {
+        doc.p(format!(
+            "Across bands, N_opt = {} C^{} (Approach 2), to compare with the parametric exponent above.",
+            sci(k),
+            sig(a, 3)
+        ));
     }
+    let rows = iso
+        .bands
+        .iter()
+        .map(|b| {
+            vec![
+                sci(b.c),
+                b.runs.to_string(),
+                opt(b.n_opt, sci),
+                opt(b.d_opt, sci),
+                opt(b.loss_min, sig4),
+                if b.used {
+                    "yes".into()
+                } else {
+                    format!("no: {}", b.note.clone().unwrap_or_default())
+                },
+            ]
+        })
+        .collect();
+    doc.table(
+        &["band C", "runs", "N_opt", "D_opt", "min loss", "used"],
+        rows,
+    );
+}
 
+/// Runs left out of the fit, and why.
+fn excluded(doc: &mut Doc, d: &FitReport) {
     doc.h(3, "Excluded runs");
     if d.excluded.is_empty() {
         doc.p("None: every run entered the fit.");

@@ -6,11 +6,12 @@
 //! eye reads size from colour across figures; fitted curves take the colour of
 //! the runs they describe.
 
-use super::gather::{group_at_most, group_by, Gathered, Prediction, RunRow};
+use super::gather::{group_at_most, group_by, Gathered, RunRow};
 use super::law::{log_space, Law};
-use super::numfmt::sci;
 use super::plot::{categorical, sequential, Chart, Series, Shape, DARK, GREY, HIGHLIGHT};
 use crate::fit::form::{FormKind, Variable};
+use crate::fit::predictions::Prediction;
+use crate::numfmt::sci;
 
 /// Axis wording that depends on the data.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,7 +98,7 @@ fn ok(r: &RunRow) -> bool {
 /// The first law of a form among the fits.
 fn law_of(g: &Gathered, kind: FormKind) -> Option<(String, Law)> {
     g.fits.iter().find_map(|f| {
-        let law = f.doc.law()?;
+        let law = Law::of(&f.doc)?;
         (law.kind() == kind).then(|| (f.id.clone(), law))
     })
 }
@@ -177,7 +178,9 @@ fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
         FormKind::PowerD
     };
     for (k, fit) in g.fits.iter().enumerate() {
-        let Some(law) = fit.doc.law() else { continue };
+        let Some(law) = Law::of(&fit.doc) else {
+            continue;
+        };
         if law.kind() != single {
             continue;
         }
@@ -273,7 +276,9 @@ fn loss_vs_c(g: &Gathered, labels: &Labels) -> Option<Figure> {
     );
     let mut fitted_e = None;
     for (k, fit) in g.fits.iter().enumerate() {
-        let Some(law) = fit.doc.law() else { continue };
+        let Some(law) = Law::of(&fit.doc) else {
+            continue;
+        };
         let budgets: Vec<f64> = fit.doc.derived.budgets.iter().map(|b| b.c).collect();
         let top = budgets.iter().copied().fold(hi * 2.0, f64::max);
         let grid = log_space(lo / 2.0, top, 100);
@@ -362,7 +367,7 @@ fn isoflop(labels: &Labels, fit: &super::gather::FitInput) -> Option<Figure> {
         .iter()
         .filter(|p| p.role == "fit" && p.n.is_some() && p.c.is_some() && p.loss.is_some())
         .collect();
-    let law = fit.doc.law();
+    let law = Law::of(&fit.doc);
     let mut chart = Chart::new(
         &format!("IsoFLOP profiles ({})", fit.id),
         &labels.n(),

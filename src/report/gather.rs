@@ -10,46 +10,40 @@
 //! of a table file, which has no runs upstream).
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use polars::prelude::*;
-use serde::Deserialize;
-
-use super::fit_doc::FitDoc;
-use crate::data::{DatasetMeta, Task};
-use crate::fit::table::{f64_column, str_column};
-use crate::stages::InputRef;
+use crate::data::Task;
+use crate::fit::fit_json::{self, FitReport};
+use crate::fit::predictions::{self, Prediction, PredictionsError};
+use crate::json_file::JsonFileError;
+use crate::train::curve::{self, CurveError};
+use crate::train::{dataset_record, metrics};
 
 /// Why the inputs could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum GatherError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{}: not a valid {what}: {source}", path.display())]
-    Json {
-        path: PathBuf,
-        what: &'static str,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("{}: {message}", path.display())]
-    Table { path: PathBuf, message: String },
+    #[error(transparent)]
+    Json(#[from] JsonFileError),
+    #[error(transparent)]
+    Predictions(#[from] PredictionsError),
+    #[error(transparent)]
+    Curve(#[from] CurveError),
+    #[error(transparent)]
+    Dataset(#[from] crate::data::DataError),
     #[error("the report has nothing to show: its inputs hold no fit.json and no metrics.json (list the fit and eval/train stages in `inputs`)")]
     Nothing,
 }
 
-/// One upstream instance, for the provenance table.
+/// One upstream instance: what the provenance table shows, and where its
+/// outputs are.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InputInfo {
     pub stage: String,
     pub id: String,
     pub kind: String,
     pub fingerprint: String,
+    /// Directory holding the instance's outputs.
+    pub dir: PathBuf,
 }
 
 /// Where the runs table came from.
@@ -87,29 +81,12 @@ pub struct Curve {
     pub points: Vec<(f64, f64)>,
 }
 
-/// One row of a fit's `predictions.parquet`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Prediction {
-    pub id: String,
-    pub n: Option<f64>,
-    pub d: Option<f64>,
-    pub c: Option<f64>,
-    pub loss: Option<f64>,
-    pub predicted: Option<f64>,
-    /// `fit` or `excluded`.
-    pub role: String,
-    pub held_out: bool,
-    /// The extrapolation check's prediction (fitted without this run).
-    pub holdout_predicted: Option<f64>,
-    pub status: Option<String>,
-}
-
 /// A fit instance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FitInput {
     pub stage: String,
     pub id: String,
-    pub doc: FitDoc,
+    pub doc: FitReport,
     pub predictions: Vec<Prediction>,
 }
 
@@ -129,42 +106,8 @@ pub struct Gathered {
     pub d_unit: Option<String>,
 }
 
-/// `metrics.json` of train and eval, the fields the report uses.
-#[derive(Debug, Deserialize)]
-struct Metrics {
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(default)]
-    n_params: Option<f64>,
-    #[serde(default)]
-    d: Option<f64>,
-    #[serde(default)]
-    d_unit: Option<String>,
-    #[serde(default)]
-    flops: Option<f64>,
-    #[serde(default)]
-    loss: Option<f64>,
-    #[serde(default)]
-    train_loss: Option<f64>,
-    #[serde(default)]
-    wall_time_s: Option<f64>,
-    #[serde(default)]
-    irreducible_loss: Option<f64>,
-    #[serde(default)]
-    train_id: Option<String>,
-    #[serde(default)]
-    params: serde_json::Value,
-}
-
-/// `dataset.json` of a train output: only the dataset's metadata matters here.
-#[derive(Debug, Deserialize)]
-struct DatasetRecord {
-    meta: DatasetMeta,
-}
-
 /// Reads every input.
-pub fn gather(inputs: &[InputRef]) -> Result<Gathered, GatherError> {
-    let mut info = Vec::new();
+pub fn gather(inputs: Vec<InputInfo>) -> Result<Gathered, GatherError> {
     let mut evals = Vec::new();
     let mut trains = Vec::new();
     let mut curves = Vec::new();
@@ -173,21 +116,12 @@ pub fn gather(inputs: &[InputRef]) -> Result<Gathered, GatherError> {
     let mut task = None;
     let mut d_unit = None;
 
-    for input in inputs {
-        info.push(InputInfo {
-            stage: input.stage.clone(),
-            id: input.id.clone(),
-            kind: input.kind.clone(),
-            fingerprint: input.fingerprint.clone(),
-        });
+    for input in &inputs {
         let dir = &input.dir;
-        let fit_json = dir.join("fit.json");
-        let metrics_json = dir.join("metrics.json");
-        if fit_json.is_file() {
-            let doc: FitDoc = read_json(&fit_json, "fit.json")?;
-            let predictions_path = dir.join("predictions.parquet");
-            let predictions = if predictions_path.is_file() {
-                read_predictions(&predictions_path)?
+        if dir.join(fit_json::FILE).is_file() {
+            let doc = fit_json::read(dir)?;
+            let predictions = if dir.join(predictions::FILE).is_file() {
+                predictions::read(dir)?
             } else {
                 Vec::new()
             };
@@ -197,32 +131,30 @@ pub fn gather(inputs: &[InputRef]) -> Result<Gathered, GatherError> {
                 doc,
                 predictions,
             });
-        } else if metrics_json.is_file() {
-            let m: Metrics = read_json(&metrics_json, "metrics.json")?;
+        } else if metrics::exists(dir) {
+            let m = metrics::read(dir)?;
             if let Some(e) = m.irreducible_loss {
                 irreducible.push(e);
             }
             if d_unit.is_none() {
                 d_unit = m.d_unit.clone();
             }
-            let is_eval = m.train_id.is_some() || input.kind == "eval";
+            let is_eval = m.is_eval() || input.kind == "eval";
             let row = run_row(&input.id, &m, is_eval);
             if is_eval {
                 evals.push(row);
             } else {
-                let curve_path = dir.join("loss_curve.csv");
+                let curve_path = dir.join(curve::FILE);
                 if curve_path.is_file() {
                     curves.push(Curve {
                         train_id: input.id.clone(),
                         n: row.n.unwrap_or(f64::NAN),
                         d: row.d.unwrap_or(f64::NAN),
-                        points: read_curve(&curve_path)?,
+                        points: curve::read_points(&curve_path)?,
                     });
                 }
-                let record = dir.join("dataset.json");
-                if task.is_none() && record.is_file() {
-                    let r: DatasetRecord = read_json(&record, "dataset.json")?;
-                    task = Some(r.meta.task);
+                if task.is_none() && dir.join(dataset_record::FILE).is_file() {
+                    task = Some(dataset_record::read(dir)?.meta.task);
                 }
                 trains.push(row);
             }
@@ -245,7 +177,7 @@ pub fn gather(inputs: &[InputRef]) -> Result<Gathered, GatherError> {
         return Err(GatherError::Nothing);
     };
     Ok(Gathered {
-        inputs: info,
+        inputs,
         runs,
         run_source,
         curves,
@@ -256,7 +188,7 @@ pub fn gather(inputs: &[InputRef]) -> Result<Gathered, GatherError> {
     })
 }
 
-fn run_row(id: &str, m: &Metrics, is_eval: bool) -> RunRow {
+fn run_row(id: &str, m: &metrics::RunMetrics, is_eval: bool) -> RunRow {
     RunRow {
         id: id.to_string(),
         train_id: if is_eval {
@@ -300,109 +232,6 @@ fn agreed(values: &[f64]) -> Option<f64> {
         .iter()
         .all(|v| (v - first).abs() <= 1e-9 * first.abs().max(1e-12))
         .then_some(first)
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    what: &'static str,
-) -> Result<T, GatherError> {
-    let text = std::fs::read_to_string(path).map_err(|source| GatherError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|source| GatherError::Json {
-        path: path.to_path_buf(),
-        what,
-        source,
-    })
-}
-
-/// Reads `loss_curve.csv` (`step,loss,lr`).
-fn read_curve(path: &Path) -> Result<Vec<(f64, f64)>, GatherError> {
-    let text = std::fs::read_to_string(path).map_err(|source| GatherError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let bad = |line: usize, what: &str| GatherError::Table {
-        path: path.to_path_buf(),
-        message: format!("line {line}: {what}"),
-    };
-    let mut lines = text.lines().enumerate();
-    let header: Vec<&str> = match lines.next() {
-        Some((_, h)) => h.split(',').map(str::trim).collect(),
-        None => return Ok(Vec::new()),
-    };
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| *h == name)
-            .ok_or_else(|| bad(1, &format!("no `{name}` column")))
-    };
-    let (si, li) = (col("step")?, col("loss")?);
-    let mut out = Vec::new();
-    for (i, line) in lines {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let fields: Vec<&str> = line.split(',').collect();
-        let num = |k: usize| -> Result<f64, GatherError> {
-            fields
-                .get(k)
-                .and_then(|f| f.trim().parse::<f64>().ok())
-                .ok_or_else(|| bad(i + 1, "expected numbers"))
-        };
-        out.push((num(si)?, num(li)?));
-    }
-    Ok(out)
-}
-
-/// Reads a fit's `predictions.parquet`.
-fn read_predictions(path: &Path) -> Result<Vec<Prediction>, GatherError> {
-    let fail = |e: PolarsError| GatherError::Table {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
-    let file = File::open(path).map_err(|source| GatherError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let df = ParquetReader::new(file).finish().map_err(fail)?;
-    let nums = |name: &str| f64_column(&df, name);
-    let strs = |name: &str| str_column(&df, name);
-    let bools = |name: &str| -> PolarsResult<Vec<bool>> {
-        Ok(df
-            .column(name)?
-            .bool()?
-            .iter()
-            .map(|b| b.unwrap_or(false))
-            .collect())
-    };
-    let ids = strs("id").map_err(fail)?;
-    let (n, d, c) = (
-        nums("n").map_err(fail)?,
-        nums("d").map_err(fail)?,
-        nums("c").map_err(fail)?,
-    );
-    let loss = nums("loss").map_err(fail)?;
-    let predicted = nums("predicted").map_err(fail)?;
-    let role = strs("role").map_err(fail)?;
-    let held_out = bools("held_out").map_err(fail)?;
-    let holdout_predicted = nums("holdout_predicted").map_err(fail)?;
-    let status = strs("status").map_err(fail)?;
-    Ok((0..df.height())
-        .map(|i| Prediction {
-            id: ids[i].clone().unwrap_or_default(),
-            n: n[i],
-            d: d[i],
-            c: c[i],
-            loss: loss[i],
-            predicted: predicted[i],
-            role: role[i].clone().unwrap_or_default(),
-            held_out: held_out[i],
-            holdout_predicted: holdout_predicted[i],
-            status: status[i].clone(),
-        })
-        .collect())
 }
 
 /// Runs grouped by a value that should be shared (D for loss-vs-N, N for
@@ -502,16 +331,5 @@ mod tests {
         assert_eq!(agreed(&[0.25, 0.25]), Some(0.25));
         assert_eq!(agreed(&[0.25, 0.3]), None);
         assert_eq!(agreed(&[]), None);
-    }
-
-    #[test]
-    fn curves_parse_by_header() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("loss_curve.csv");
-        std::fs::write(&path, "step,loss,lr\n0,2.5,0.001\n1,2.25,0.001\n").unwrap();
-        assert_eq!(read_curve(&path).unwrap(), vec![(0.0, 2.5), (1.0, 2.25)]);
-        std::fs::write(&path, "step,loss\n0,abc\n").unwrap();
-        let err = read_curve(&path).unwrap_err().to_string();
-        assert!(err.contains("line 2"), "{err}");
     }
 }

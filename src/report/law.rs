@@ -3,6 +3,7 @@
 //! and [`Derived`] so the report draws exactly what the fit reported.
 
 use crate::fit::derived::Derived;
+use crate::fit::fit_json::FitReport;
 use crate::fit::form::{Form, FormKind, Variable};
 
 /// A form with its fitted parameter vector.
@@ -15,6 +16,12 @@ pub struct Law {
 impl Law {
     pub fn new(form: Form, theta: Vec<f64>) -> Self {
         Law { form, theta }
+    }
+
+    /// The law a fit reported; None if `fit.json` lacks a parameter its form needs.
+    pub fn of(fit: &FitReport) -> Option<Law> {
+        let (form, theta) = fit.fitted()?;
+        Some(Law::new(form, theta))
     }
 
     pub fn form(&self) -> &Form {

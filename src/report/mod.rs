@@ -2,8 +2,9 @@
 //! runs and fitted scaling laws, and a summary as Markdown and self-contained
 //! HTML.
 //!
-//! Data flow: [`gather`] reads the report stage's inputs (fits' `fit.json` and
-//! `predictions.parquet`, runs' `metrics.json`, training `loss_curve.csv`) ->
+//! Data flow: [`gather`] reads the report stage's inputs through each file's
+//! owner (fits' `fit.json` and `predictions.parquet` in `crate::fit`, runs'
+//! `metrics.json`, `dataset.json` and `loss_curve.csv` in `crate::train`) ->
 //! [`figures`] turns them into [`plot::Chart`]s, which [`plot`] renders ->
 //! [`document`] builds the text as a [`document::Doc`] -> [`markdown`] and
 //! [`html`] render it. Fitted curves are evaluated by [`law`] with the fit
@@ -12,12 +13,10 @@
 
 pub mod document;
 pub mod figures;
-pub mod fit_doc;
 pub mod gather;
 pub mod html;
 pub mod law;
 pub mod markdown;
-pub mod numfmt;
 pub mod plot;
 
 pub use document::{Doc, Header};

@@ -16,7 +16,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::register_font;
 
-use super::numfmt::sci;
+use crate::numfmt::sci;
 
 /// Pixel size of every figure.
 pub const SIZE: (u32, u32) = (900, 560);

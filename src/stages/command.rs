@@ -21,6 +21,7 @@ pub const KIND: Kind = Kind {
     version: 1,
     takes_seed: false,
     maps_inputs: false,
+    inherits_inputs_of: None,
     configure,
 };
 

@@ -9,8 +9,6 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::Store;
-
 /// One committed output of an upstream stage instance.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InputRef {
@@ -41,7 +39,6 @@ pub struct StageContext<'a> {
     pub(crate) cancel: &'a AtomicBool,
     pub(crate) progress: &'a ProgressFn<'a>,
     pub(crate) log: Mutex<Option<File>>,
-    pub(crate) store: Option<&'a Store>,
 }
 
 impl<'a> StageContext<'a> {
@@ -66,24 +63,7 @@ impl<'a> StageContext<'a> {
             cancel,
             progress,
             log: Mutex::new(log),
-            store: None,
         }
-    }
-
-    /// Lets the stage find committed entries of the store it runs in (the
-    /// engine sets this; single-stage tests may leave it unset).
-    pub fn with_store(mut self, store: &'a Store) -> Self {
-        self.store = Some(store);
-        self
-    }
-
-    /// Outputs of a committed store entry by fingerprint, for stages that need an
-    /// instance they do not list as input (eval reads the dataset its train
-    /// instance used). `None` outside the engine or when the entry is gone.
-    pub fn committed_outputs(&self, fingerprint: &str) -> Option<PathBuf> {
-        self.store
-            .filter(|store| store.contains(fingerprint))
-            .map(|store| store.out_dir(fingerprint))
     }
 
     /// The instance id, e.g. `train[width=64]`.

@@ -3,31 +3,33 @@
 //! class targets, and the training record (N, D, FLOPs, status) joined in, so the
 //! fit stage reads one row per run.
 //!
-//! Its input is one `train` instance (`inputs = ["train"]`; the kind maps over a
-//! swept train stage). The dataset is the one that instance's `dataset.json`
-//! names, found by fingerprint (see [`dataset_dir`]).
+//! Its inputs are one `train` instance and the dataset instance that train read.
+//! A pipeline lists only the train stage (`inputs = ["train"]`); the kind
+//! inherits the train stage's dataset input ([`Kind::inherits_inputs_of`]), so
+//! the dependency is in the DAG and the engine hands the dataset over like any
+//! other input.
 
-use std::path::{Path, PathBuf};
+use serde::Deserialize;
 
-use serde::{Deserialize, Serialize};
-
-use super::train::{
-    read_stream, stage_error, write_json, DatasetRecord, DeviceChoice, TrainMetrics,
-};
 use super::{
     parse_params, ConfigureContext, Kind, ParamError, Resources, Stage, StageContext, StageError,
 };
-use crate::data::{self, Split};
-use crate::train::batches::Source;
-use crate::train::evaluate::{evaluate, Evaluation};
-use crate::train::model::{Arch, ModelSpec};
-use crate::train::{checkpoint, flops, Backend, TrainError};
+use crate::data::Split;
+use crate::train::dataset_record;
+use crate::train::device::{self, DeviceChoice};
+use crate::train::evaluate::Evaluating;
+use crate::train::family::held_out;
+use crate::train::metrics::{self, EvalMetrics};
+use crate::train::model::Arch;
+use crate::train::{checkpoint, flops};
 
 pub const KIND: Kind = Kind {
     name: "eval",
-    version: 1,
+    // 2: receives the train instance's dataset as an input.
+    version: 2,
     takes_seed: false,
     maps_inputs: true,
+    inherits_inputs_of: Some("train"),
     configure,
 };
 
@@ -77,7 +79,7 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stag
     if p.max_tokens == Some(0) {
         return Err(ParamError::at("max_tokens", "expected an integer >= 1"));
     }
-    if p.device == DeviceChoice::Cuda && !cfg!(feature = "cuda") {
+    if !p.device.available() {
         return Err(ParamError::at(
             "device",
             "device = \"cuda\" needs scalepipe built with the `cuda` cargo feature",
@@ -97,22 +99,6 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stag
     Ok(Box::new(EvalStage { params: p }))
 }
 
-/// `metrics.json` of an eval stage: the training record with the held-out loss.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EvalMetrics {
-    #[serde(flatten)]
-    pub train: TrainMetrics,
-    /// Final training loss (the train record's `loss`).
-    pub train_loss: Option<f64>,
-    pub split: Split,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub accuracy: Option<f64>,
-    /// Examples or tokens evaluated.
-    pub eval_units: usize,
-    pub eval_flops: f64,
-    pub train_id: String,
-}
-
 impl Stage for EvalStage {
     fn resources(&self) -> Resources {
         Resources {
@@ -130,46 +116,28 @@ impl Stage for EvalStage {
                 trains.len()
             )));
         };
-        let record: DatasetRecord = read_json(&train.dir.join("dataset.json"))?;
-        let train_metrics: TrainMetrics = read_json(&train.dir.join("metrics.json"))?;
-        let data_dir = dataset_dir(ctx, &record);
-        if !data_dir.join("meta.json").is_file() {
+        let record = dataset_record::read(&train.dir)?;
+        let train_metrics = metrics::read_train(&train.dir)?;
+        let Some(dataset) = ctx
+            .inputs()
+            .iter()
+            .find(|i| i.fingerprint == record.fingerprint)
+        else {
             return Err(StageError::msg(format!(
-                "the dataset {} that {} was trained on is not in the store any more (last seen at {})",
-                record.id,
-                train.id,
-                record.dir.display()
+                "{} was trained on {} (fingerprint {}), which is not among this eval's inputs",
+                train.id, record.id, record.fingerprint
             )));
-        }
+        };
 
-        let spec = checkpoint::read_spec(&train.dir).map_err(stage_error)?.spec;
-        let source = held_out(&spec, &data_dir, p.split).map_err(stage_error)?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(ctx.threads())
-            .build()
-            .map_err(|e| StageError::msg(format!("cannot start {} threads: {e}", ctx.threads())))?;
-        let max = p.max_tokens.map(|m| m as usize);
-        let result = pool
-            .install(|| match p.device {
-                DeviceChoice::Cpu => eval_on(
-                    dfdx::tensor::Cpu::default(),
-                    &train.dir,
-                    &source,
-                    p.batch_size,
-                    max,
-                ),
-                #[cfg(feature = "cuda")]
-                DeviceChoice::Cuda => {
-                    let dev = dfdx::tensor::Cuda::try_build(0, 0)
-                        .map_err(|e| TrainError::Device(format!("{e:?}")))?;
-                    eval_on(dev, &train.dir, &source, p.batch_size, max)
-                }
-                #[cfg(not(feature = "cuda"))]
-                DeviceChoice::Cuda => {
-                    Err(TrainError::Device("this build has no CUDA support".into()))
-                }
-            })
-            .map_err(stage_error)?;
+        let spec = checkpoint::read_spec(&train.dir)?.spec;
+        let source = held_out(&spec, &dataset.dir, p.split)?;
+        let job = Evaluating {
+            model_dir: &train.dir,
+            source: &source,
+            batch_size: p.batch_size,
+            max_units: p.max_tokens.map(|m| m as usize),
+        };
+        let result = device::run_on(p.device, 0, ctx.threads(), job)?;
 
         ctx.progress(1, 1, &format!("{} loss {:.4}", p.split.name(), result.loss));
         let seq = match &spec.arch {
@@ -188,62 +156,7 @@ impl Stage for EvalStage {
             eval_flops: flops::forward_flops(&spec, rows, seq),
             train_id: train.id.clone(),
         };
-        write_json(&ctx.out_dir().join("metrics.json"), &metrics)
+        metrics::write_eval(ctx.out_dir(), &metrics)?;
+        Ok(())
     }
-}
-
-/// Where the dataset a train instance used is now: an input of this stage with
-/// its fingerprint; else its committed entry in the store this stage runs in
-/// (which survives moving the workspace); else the directory recorded at
-/// training time.
-fn dataset_dir(ctx: &StageContext, record: &DatasetRecord) -> PathBuf {
-    if let Some(input) = ctx
-        .inputs()
-        .iter()
-        .find(|i| i.fingerprint == record.fingerprint)
-    {
-        return input.dir.clone();
-    }
-    ctx.committed_outputs(&record.fingerprint)
-        .unwrap_or_else(|| record.dir.clone())
-}
-
-/// Loads the held-out split the model family reads.
-fn held_out(spec: &ModelSpec, dir: &Path, split: Split) -> Result<Source, TrainError> {
-    let source = match &spec.arch {
-        Arch::Transformer(s) => read_stream(dir, split, s.context)?,
-        Arch::Mlp(_) => Source::Table {
-            table: data::read_table(dir, split)?,
-            ids: false,
-        },
-        Arch::TextClassifier(_) => Source::Table {
-            table: data::read_table(dir, split)?,
-            ids: true,
-        },
-    };
-    if !source.has_window() {
-        return Err(TrainError::Data(format!(
-            "the {} split in {} is empty or shorter than one window",
-            split.name(),
-            dir.display()
-        )));
-    }
-    Ok(source)
-}
-
-fn eval_on<D: Backend>(
-    dev: D,
-    train_dir: &Path,
-    source: &Source,
-    batch_size: usize,
-    max_units: Option<usize>,
-) -> Result<Evaluation, TrainError> {
-    dev.enable_cache();
-    let (_, model, params) = checkpoint::load(train_dir, dev)?;
-    Ok(evaluate(&model, &params, source, batch_size, max_units))
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, StageError> {
-    let text = std::fs::read_to_string(path).map_err(|e| StageError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| StageError::msg(format!("{}: {e}", path.display())))
 }

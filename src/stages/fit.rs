@@ -22,14 +22,14 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use polars::prelude::*;
+use polars::prelude::DataFrame;
 use serde::Deserialize;
 
 use super::{ConfigureContext, Kind, ParamError, Resources, Stage, StageContext, StageError};
-use crate::fit::analysis::{Analysis, FitReport, Hooks};
+use crate::data;
+use crate::fit::analysis::{Analysis, Hooks};
 use crate::fit::bootstrap::BootstrapSettings;
 use crate::fit::form::{Form, FormKind, Irreducible, Variable};
 use crate::fit::grid::Grid;
@@ -38,13 +38,17 @@ use crate::fit::isoflop::{Grouping, IsoflopSettings};
 use crate::fit::objective::Observation;
 use crate::fit::optimize::Settings;
 use crate::fit::summary::summary;
-use crate::fit::table::{self, ColumnMap, Excluded, Run};
+use crate::fit::table::{self, ColumnMap, Excluded};
+use crate::fit::{fit_json, predictions};
+use crate::train::metrics;
 
 pub const KIND: Kind = Kind {
     name: "fit",
-    version: 1,
+    // 2: `summary.md` formats numbers with the report's rules.
+    version: 2,
     takes_seed: true,
     maps_inputs: false,
+    inherits_inputs_of: None,
     configure,
 };
 
@@ -136,9 +140,9 @@ fn default_bootstrap_starts() -> usize {
     4
 }
 
-/// How `E` is decided.
+/// How the irreducible loss `E` is decided.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum ESpec {
+enum ESetting {
     Free,
     Fixed(f64),
     /// From the inputs' `irreducible_loss`, at run time.
@@ -149,7 +153,7 @@ enum ESpec {
 #[derive(Debug)]
 pub struct FitStage {
     kind: FormKind,
-    e: ESpec,
+    e: ESetting,
     table: Option<PathBuf>,
     columns: ColumnMap,
     exclude_top_loss: usize,
@@ -160,9 +164,9 @@ pub struct FitStage {
 fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stage>, ParamError> {
     let p: FitParams = super::parse_params(params)?;
     let e = match &p.e {
-        None => ESpec::Free,
-        Some(toml::Value::Float(v)) if v.is_finite() && *v >= 0.0 => ESpec::Fixed(*v),
-        Some(toml::Value::Integer(v)) if *v >= 0 => ESpec::Fixed(*v as f64),
+        None => ESetting::Free,
+        Some(toml::Value::Float(v)) if v.is_finite() && *v >= 0.0 => ESetting::Fixed(*v),
+        Some(toml::Value::Integer(v)) if *v >= 0 => ESetting::Fixed(*v as f64),
         Some(toml::Value::String(s)) if s == "irreducible" => {
             if cx.input_kinds.is_empty() {
                 return Err(ParamError::at(
@@ -170,7 +174,7 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stag
                     "`e = \"irreducible\"` takes E from the inputs' irreducible_loss, but the stage has no inputs",
                 ));
             }
-            ESpec::FromInputs
+            ESetting::FromInputs
         }
         Some(_) => {
             return Err(ParamError::at(
@@ -191,9 +195,9 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stag
     // The grid is checked against the free form; with E fixed the `e` axis is
     // simply absent, which the check below reports.
     let irreducible_for_check = match e {
-        ESpec::Free => Irreducible::Free,
-        ESpec::Fixed(v) => Irreducible::Fixed(v),
-        ESpec::FromInputs => Irreducible::Fixed(1.0),
+        ESetting::Free => Irreducible::Free,
+        ESetting::Fixed(v) => Irreducible::Fixed(v),
+        ESetting::FromInputs => Irreducible::Fixed(1.0),
     };
     let form = Form::new(p.form, irreducible_for_check);
     let grid = Grid::with_overrides(&form, &p.grid).map_err(|err| {
@@ -416,9 +420,9 @@ impl Stage for FitStage {
             return Err(StageError::msg("no runs to fit: the inputs hold no rows"));
         }
         let irreducible = match self.e {
-            ESpec::Free => Irreducible::Free,
-            ESpec::Fixed(v) => Irreducible::Fixed(v),
-            ESpec::FromInputs => Irreducible::Fixed(irreducible_from_inputs(ctx)?),
+            ESetting::Free => Irreducible::Free,
+            ESetting::Fixed(v) => Irreducible::Fixed(v),
+            ESetting::FromInputs => Irreducible::Fixed(irreducible_from_inputs(ctx)?),
         };
         let form = Form::new(self.kind, irreducible);
         let mut needs = form.variables();
@@ -498,18 +502,12 @@ impl Stage for FitStage {
         ));
 
         let out = ctx.out_dir();
-        let json = serde_json::to_string_pretty(&report)
-            .map_err(|e| StageError::msg(format!("cannot encode fit.json: {e}")))?;
-        write(&out.join("fit.json"), format!("{json}\n").as_bytes())?;
-        write_predictions(
-            &out.join("predictions.parquet"),
-            &form,
-            &report,
-            &runs,
-            &selection,
-        )?;
-        write(&out.join("summary.md"), summary(&report).as_bytes())?;
-        Ok(())
+        fit_json::write(out, &report)?;
+        predictions::write(out, &form, &report, &runs, &selection)
+            .map_err(|e| StageError::msg(e.to_string()))?;
+        let summary_path = out.join("summary.md");
+        std::fs::write(&summary_path, summary(&report))
+            .map_err(|e| StageError::io(&summary_path, e))
     }
 }
 
@@ -528,17 +526,17 @@ impl FitStage {
         }
         let metrics_map = table::metrics_map(&self.columns);
         for input in ctx.inputs() {
-            let metrics = input.dir.join("metrics.json");
             let source = input.dir.join("source.parquet");
-            if metrics.is_file() {
-                let raw = table::metrics_frame(&metrics, &input.id).map_err(err)?;
-                frames
-                    .push(table::canonical(&raw, &metrics_map, &metrics, &input.id).map_err(err)?);
+            if metrics::exists(&input.dir) {
+                let path = input.dir.join(metrics::FILE);
+                let run = metrics::read(&input.dir)?;
+                let raw = table::metrics_frame(&run, &path, &input.id).map_err(err)?;
+                frames.push(table::canonical(&raw, &metrics_map, &path, &input.id).map_err(err)?);
             } else if source.is_file() {
                 let raw = table::read_file(&source).map_err(err)?;
                 frames
                     .push(table::canonical(&raw, &self.columns, &source, &input.id).map_err(err)?);
-            } else if !input.dir.join("meta.json").is_file() {
+            } else if !data::meta_path(&input.dir).is_file() {
                 return Err(StageError::msg(format!(
                     "input {} ({}) has neither metrics.json nor source.parquet: the fit reads runs from train/eval stages or table datasets",
                     input.id, input.kind
@@ -549,21 +547,20 @@ impl FitStage {
     }
 }
 
-/// The irreducible loss every input agrees on (`metrics.json` or `meta.json`).
+/// The irreducible loss every input agrees on (a run's `metrics.json` or a
+/// dataset's `meta.json`).
 fn irreducible_from_inputs(ctx: &StageContext) -> Result<f64, StageError> {
     let mut found: Vec<(String, f64)> = Vec::new();
     for input in ctx.inputs() {
-        for name in ["metrics.json", "meta.json"] {
-            let path = input.dir.join(name);
-            let Ok(text) = std::fs::read_to_string(&path) else {
-                continue;
-            };
-            let value: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| StageError::msg(format!("{}: invalid JSON: {e}", path.display())))?;
-            if let Some(v) = value.get("irreducible_loss").and_then(|v| v.as_f64()) {
-                found.push((input.id.clone(), v));
-                break;
-            }
+        let declared = if metrics::exists(&input.dir) {
+            metrics::read(&input.dir)?.irreducible_loss
+        } else if data::meta_path(&input.dir).is_file() {
+            data::read_meta(&input.dir)?.irreducible_loss
+        } else {
+            None
+        };
+        if let Some(v) = declared {
+            found.push((input.id.clone(), v));
         }
     }
     let Some((_, first)) = found.first().cloned() else {
@@ -586,111 +583,4 @@ fn irreducible_from_inputs(ctx: &StageContext) -> Result<f64, StageError> {
         )));
     }
     Ok(first)
-}
-
-fn write(path: &Path, bytes: &[u8]) -> Result<(), StageError> {
-    std::fs::write(path, bytes).map_err(|e| StageError::io(path, e))
-}
-
-/// `predictions.parquet`: every run with its observed and predicted loss.
-/// `residual` is observed minus predicted; `role` is `fit` or `excluded`;
-/// `held_out` marks the runs the extrapolation check predicted, with that
-/// check's prediction in `holdout_predicted`.
-fn write_predictions(
-    path: &Path,
-    form: &Form,
-    report: &FitReport,
-    runs: &[Run],
-    selection: &table::Selection,
-) -> Result<(), StageError> {
-    let mut role = vec!["excluded"; runs.len()];
-    for &i in &selection.included {
-        role[i] = "fit";
-    }
-    let held: BTreeMap<&str, f64> = report
-        .holdout
-        .as_ref()
-        .map(|h| {
-            h.errors
-                .runs
-                .iter()
-                .map(|r| (r.id.as_str(), r.predicted))
-                .collect()
-        })
-        .unwrap_or_default();
-    let predicted: Vec<Option<f64>> = runs
-        .iter()
-        .map(|r| {
-            let ok = form.variables().iter().all(|v| r.get(*v).is_some());
-            ok.then(|| {
-                let o = r.observation();
-                form.predict(&report.theta, o.n, o.d, o.c)
-            })
-            .filter(|p| p.is_finite())
-        })
-        .collect();
-    let residual: Vec<Option<f64>> = runs
-        .iter()
-        .zip(&predicted)
-        .map(|(r, p)| Some(r.loss? - (*p)?))
-        .collect();
-    let log_residual: Vec<Option<f64>> = runs
-        .iter()
-        .zip(&predicted)
-        .map(|(r, p)| {
-            let l = r.loss.filter(|l| *l > 0.0)?;
-            Some(l.ln() - (*p)?.ln())
-        })
-        .collect();
-    let is_fit: Vec<bool> = role.iter().map(|r| *r == "fit").collect();
-    let held_out: Vec<bool> = runs
-        .iter()
-        .zip(&is_fit)
-        .map(|(r, f)| *f && held.contains_key(r.id.as_str()))
-        .collect();
-    let holdout_predicted: Vec<Option<f64>> = runs
-        .iter()
-        .zip(&held_out)
-        .map(|(r, h)| {
-            if *h {
-                held.get(r.id.as_str()).copied()
-            } else {
-                None
-            }
-        })
-        .collect();
-    let col = |name: &str, v: Vec<Option<f64>>| Column::new(name.into(), v);
-    let mut df = DataFrame::new(
-        runs.len(),
-        vec![
-            Column::new(
-                "id".into(),
-                runs.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
-            ),
-            col("n", runs.iter().map(|r| r.n).collect()),
-            col("d", runs.iter().map(|r| r.d).collect()),
-            col("c", runs.iter().map(|r| r.c).collect()),
-            col("loss", runs.iter().map(|r| r.loss).collect()),
-            col("predicted", predicted),
-            col("residual", residual),
-            col("log_residual", log_residual),
-            Column::new("role".into(), role),
-            Column::new("held_out".into(), held_out),
-            col("holdout_predicted", holdout_predicted),
-            Column::new(
-                "status".into(),
-                runs.iter().map(|r| r.status.clone()).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "params".into(),
-                runs.iter().map(|r| r.params.clone()).collect::<Vec<_>>(),
-            ),
-        ],
-    )
-    .map_err(|e| StageError::msg(format!("cannot build predictions table: {e}")))?;
-    let file = File::create(path).map_err(|e| StageError::io(path, e))?;
-    ParquetWriter::new(file)
-        .finish(&mut df)
-        .map_err(|e| StageError::msg(format!("{}: {e}", path.display())))?;
-    Ok(())
 }

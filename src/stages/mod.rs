@@ -88,6 +88,24 @@ impl StageError {
     }
 }
 
+impl From<crate::data::DataError> for StageError {
+    fn from(err: crate::data::DataError) -> Self {
+        match err {
+            crate::data::DataError::Io { path, source } => StageError::Io { path, source },
+            other => StageError::Failed(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::json_file::JsonFileError> for StageError {
+    fn from(err: crate::json_file::JsonFileError) -> Self {
+        match err {
+            crate::json_file::JsonFileError::Io { path, source } => StageError::Io { path, source },
+            other => StageError::Failed(other.to_string()),
+        }
+    }
+}
+
 /// A parameter error found while configuring a stage. `key` is the path of the
 /// offending parameter (`"width"`, `"split.train"`) when one is known, so the
 /// caller can point at its line in the pipeline file.
@@ -150,6 +168,10 @@ pub struct Kind {
     /// dataset) rather than receiving all of them (`fit` gathers every run).
     /// Other kinds can ask for it per input with `foreach = ["stage"]`.
     pub maps_inputs: bool,
+    /// Input stages of this kind lend their own inputs to this stage: `eval`
+    /// lists a `train` stage and also receives the dataset that train read. The
+    /// pipeline reader adds those inputs, so the DAG and fingerprints see them.
+    pub inherits_inputs_of: Option<&'static str>,
     /// Parses and validates resolved parameters.
     pub configure: ConfigureFn,
 }

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use super::{ConfigureContext, Kind, ParamError, Stage, StageContext, StageError};
 use crate::data::Task;
 use crate::report::figures::{self, Labels};
-use crate::report::gather::RunSource;
+use crate::report::gather::{InputInfo, RunSource};
 use crate::report::{document, gather, html, markdown, plot, Header};
 
 pub const KIND: Kind = Kind {
@@ -31,6 +31,7 @@ pub const KIND: Kind = Kind {
     version: 1,
     takes_seed: false,
     maps_inputs: false,
+    inherits_inputs_of: None,
     configure,
 };
 
@@ -93,7 +94,18 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stag
 
 impl Stage for ReportStage {
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
-        let mut g = gather(ctx.inputs()).map_err(|e| StageError::msg(e.to_string()))?;
+        let inputs = ctx
+            .inputs()
+            .iter()
+            .map(|i| InputInfo {
+                stage: i.stage.clone(),
+                id: i.id.clone(),
+                kind: i.kind.clone(),
+                fingerprint: i.fingerprint.clone(),
+                dir: i.dir.clone(),
+            })
+            .collect();
+        let mut g = gather(inputs).map_err(|e| StageError::msg(e.to_string()))?;
         let reference_source = match (self.reference_e, g.reference_e) {
             (Some(_), _) => "given by the report's `reference_e`",
             (None, Some(_)) => "declared by the dataset",

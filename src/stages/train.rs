@@ -1,78 +1,49 @@
 //! `train`: trains one model on one dataset instance and writes `metrics.json`,
-//! `loss_curve.csv`, `model.safetensors`, `model.json` and `dataset.json` (which
-//! dataset it was, so `eval` can load the held-out split).
+//! `loss_curve.csv`, `model.safetensors`, `model.json` and `dataset.json`.
 //!
-//! The model family picks its sizes from the parameters (`width`/`depth` for
-//! `mlp`, `d_model`/`n_layers`/`n_heads`/`context` for `transformer`,
-//! `embed_dim`/`pooling`/`width`/`depth` for `text_classifier`) and its input and
-//! output sizes from the dataset's `meta.json`. The loop itself lives in
-//! [`crate::train::trainer`]; this file turns parameters into its configuration,
-//! runs it in a thread pool of the granted size and records the result.
+//! Glue only: the parameters are read here (a model family with its sizes, see
+//! [`ModelChoice`], plus the optimisation and the budget), the library does the
+//! rest: [`ModelChoice::for_dataset`] builds the model for the dataset,
+//! [`device::run_on`] runs [`crate::train::trainer`]'s loop on the chosen device,
+//! and the output formats have their owners in [`crate::train`].
 
-use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::{
     parse_params, ConfigureContext, Kind, ParamError, Resources, Stage, StageContext, StageError,
 };
-use crate::data::{self, DatasetMeta, Split, Task};
+use crate::data::{self, DatasetMeta};
 use crate::train::adamw::AdamWConfig;
-use crate::train::batches::Source;
-use crate::train::layers::Activation;
-use crate::train::mlp::MlpSpec;
-use crate::train::model::{Arch, LossKind, ModelSpec};
-use crate::train::text_classifier::{Pooling, TextClassifierSpec};
-use crate::train::trainer::{self, Budget, Hooks, Status, TrainConfig, TrainReport};
-use crate::train::transformer::TransformerSpec;
+use crate::train::dataset_record::{self, DatasetRecord};
+use crate::train::device::{self, DeviceChoice};
+use crate::train::family::{Family, ModelChoice};
+use crate::train::metrics::{self, TrainMetrics};
+use crate::train::model::ModelSpec;
+use crate::train::trainer::{self, Budget, Hooks, TrainConfig, TrainReport, Training};
 use crate::train::{flops, TrainError};
 
 pub const KIND: Kind = Kind {
     name: "train",
-    version: 1,
+    // 2: `dataset.json` names the dataset by fingerprint, no longer by path.
+    version: 2,
     takes_seed: true,
     maps_inputs: true,
+    inherits_inputs_of: None,
     configure,
 };
 
-/// Model family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Family {
-    Mlp,
-    Transformer,
-    TextClassifier,
-}
-
-/// Where training runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceChoice {
-    #[default]
-    Cpu,
-    Cuda,
-}
-
 /// Parameters of a `train` stage.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TrainParams {
-    pub model: Family,
-    // mlp and the text classifier's head
-    pub width: Option<usize>,
-    pub depth: Option<usize>,
-    pub activation: Option<Activation>,
-    // transformer
-    pub d_model: Option<usize>,
-    pub n_layers: Option<usize>,
-    pub n_heads: Option<usize>,
-    pub context: Option<usize>,
-    pub mlp_ratio: Option<usize>,
-    pub tied_embeddings: Option<bool>,
-    // text classifier
-    pub embed_dim: Option<usize>,
-    pub pooling: Option<Pooling>,
-    // optimisation
+    pub model: ModelChoice,
+    pub budget: Budget,
+    pub run: RunParams,
+}
+
+/// Every parameter but the model family's own keys.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunParams {
     #[serde(default = "default_lr")]
     pub lr: f64,
     #[serde(default = "default_min_lr_ratio")]
@@ -89,7 +60,7 @@ pub struct TrainParams {
     pub grad_clip: f64,
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
-    // budget: exactly one
+    // The budget: exactly one of these.
     pub steps: Option<u64>,
     pub epochs: Option<f64>,
     pub tokens: Option<f64>,
@@ -100,6 +71,25 @@ pub struct TrainParams {
     #[serde(default)]
     pub device: DeviceChoice,
 }
+
+/// The keys of [`RunParams`]; the rest of a train table is the model's.
+const RUN_KEYS: &[&str] = &[
+    "lr",
+    "min_lr_ratio",
+    "warmup_steps",
+    "betas",
+    "eps",
+    "weight_decay",
+    "grad_clip",
+    "batch_size",
+    "steps",
+    "epochs",
+    "tokens",
+    "examples",
+    "seed",
+    "threads",
+    "device",
+];
 
 fn default_lr() -> f64 {
     1e-3
@@ -127,101 +117,71 @@ fn default_threads() -> usize {
 }
 
 impl TrainParams {
-    /// Semantic checks that need no dataset.
-    pub fn validate(&self) -> Result<(), ParamError> {
-        let family_keys: [(&str, bool, &[Family]); 10] = [
-            (
-                "width",
-                self.width.is_some(),
-                &[Family::Mlp, Family::TextClassifier],
-            ),
-            (
-                "depth",
-                self.depth.is_some(),
-                &[Family::Mlp, Family::TextClassifier],
-            ),
-            (
-                "activation",
-                self.activation.is_some(),
-                &[Family::Mlp, Family::TextClassifier],
-            ),
-            ("d_model", self.d_model.is_some(), &[Family::Transformer]),
-            ("n_layers", self.n_layers.is_some(), &[Family::Transformer]),
-            ("n_heads", self.n_heads.is_some(), &[Family::Transformer]),
-            ("context", self.context.is_some(), &[Family::Transformer]),
-            (
-                "mlp_ratio",
-                self.mlp_ratio.is_some(),
-                &[Family::Transformer],
-            ),
-            (
-                "tied_embeddings",
-                self.tied_embeddings.is_some(),
-                &[Family::Transformer],
-            ),
-            (
-                "embed_dim",
-                self.embed_dim.is_some(),
-                &[Family::TextClassifier],
-            ),
-        ];
-        for (key, set, families) in family_keys {
-            if set && !families.contains(&self.model) {
-                return Err(ParamError::at(
-                    key,
-                    format!(
-                        "`{key}` does not apply to model = \"{}\"",
-                        self.model.name()
-                    ),
-                ));
-            }
+    /// Reads and checks a train stage's resolved parameters.
+    pub fn parse(table: &toml::Table) -> Result<TrainParams, ParamError> {
+        let (mut run_table, mut model_table) = (toml::Table::new(), toml::Table::new());
+        for (key, value) in table {
+            let side = if RUN_KEYS.contains(&key.as_str()) {
+                &mut run_table
+            } else {
+                &mut model_table
+            };
+            side.insert(key.clone(), value.clone());
         }
-        if self.pooling.is_some() && self.model != Family::TextClassifier {
-            return Err(ParamError::at(
-                "pooling",
-                "`pooling` applies to model = \"text_classifier\" only",
-            ));
-        }
-        let required: &[(&str, Option<usize>)] = match self.model {
-            Family::Mlp => &[("width", self.width), ("depth", self.depth)],
-            Family::Transformer => &[
-                ("d_model", self.d_model),
-                ("n_layers", self.n_layers),
-                ("n_heads", self.n_heads),
-                ("context", self.context),
-            ],
-            Family::TextClassifier => &[
-                ("embed_dim", self.embed_dim),
-                ("width", self.width),
-                ("depth", self.depth),
-            ],
+        let family: Family =
+            match model_table.remove("model") {
+                Some(value) => parse_params(&toml::Table::from_iter([("model".into(), value)]))
+                    .map(|p: FamilyKey| p.model)?,
+                None => return Err(ParamError::new(
+                    "missing parameter `model` (\"mlp\", \"transformer\" or \"text_classifier\")",
+                )),
+            };
+        let in_family = |mut e: ParamError| {
+            e.message = format!("{} (model = \"{}\")", e.message, family.name());
+            e
         };
-        for (key, value) in required {
-            match value {
-                None => {
-                    return Err(ParamError::new(format!(
-                        "missing parameter `{key}` (model = \"{}\")",
-                        self.model.name()
-                    )))
-                }
-                Some(0) => return Err(ParamError::at(*key, "expected an integer >= 1")),
-                Some(_) => {}
+        let model = match family {
+            Family::Mlp => ModelChoice::Mlp(parse_params(&model_table).map_err(in_family)?),
+            Family::Transformer => {
+                ModelChoice::Transformer(parse_params(&model_table).map_err(in_family)?)
             }
-        }
-        if let (Some(d), Some(h)) = (self.d_model, self.n_heads) {
-            if d % h != 0 {
-                return Err(ParamError::at(
-                    "n_heads",
-                    format!("expected a divisor of d_model = {d}, got {h}"),
-                ));
+            Family::TextClassifier => {
+                ModelChoice::TextClassifier(parse_params(&model_table).map_err(in_family)?)
             }
-        }
-        if self.mlp_ratio == Some(0) {
-            return Err(ParamError::at("mlp_ratio", "expected an integer >= 1"));
-        }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(ParamError::at("lr", "expected a positive number"));
-        }
+        };
+        model
+            .check()
+            .map_err(|(key, message)| ParamError::at(key, message))?;
+        let run: RunParams = parse_params(&run_table)?;
+        run.check()?;
+        let budget = run.budget(&model)?;
+        Ok(TrainParams { model, budget, run })
+    }
+}
+
+/// Only the `model` key, to pick the family first.
+#[derive(Deserialize)]
+struct FamilyKey {
+    model: Family,
+}
+
+impl RunParams {
+    /// Range checks serde's types cannot express.
+    fn check(&self) -> Result<(), ParamError> {
+        let positive = |key: &str, v: f64| {
+            (v > 0.0 && v.is_finite())
+                .then_some(())
+                .ok_or_else(|| ParamError::at(key, "expected a positive number"))
+        };
+        let at_least_one = |key: &str, v: usize| {
+            (v >= 1)
+                .then_some(())
+                .ok_or_else(|| ParamError::at(key, "expected an integer >= 1"))
+        };
+        positive("lr", self.lr)?;
+        positive("eps", self.eps)?;
+        at_least_one("batch_size", self.batch_size)?;
+        at_least_one("threads", self.threads)?;
         if !(0.0..=1.0).contains(&self.min_lr_ratio) {
             return Err(ParamError::at(
                 "min_lr_ratio",
@@ -230,9 +190,6 @@ impl TrainParams {
         }
         if self.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
             return Err(ParamError::at("betas", "expected two numbers in [0, 1)"));
-        }
-        if self.eps.is_nan() || self.eps <= 0.0 {
-            return Err(ParamError::at("eps", "expected a positive number"));
         }
         if self.weight_decay.is_nan() || self.weight_decay < 0.0 {
             return Err(ParamError::at("weight_decay", "expected a number >= 0"));
@@ -243,53 +200,7 @@ impl TrainParams {
                 "expected a number >= 0 (0: no clipping)",
             ));
         }
-        if self.batch_size == 0 {
-            return Err(ParamError::at("batch_size", "expected an integer >= 1"));
-        }
-        if self.threads == 0 {
-            return Err(ParamError::at("threads", "expected an integer >= 1"));
-        }
-        let budgets = [
-            ("steps", self.steps.map(|s| s as f64)),
-            ("epochs", self.epochs),
-            ("tokens", self.tokens),
-            ("examples", self.examples),
-        ];
-        let given: Vec<&str> = budgets
-            .iter()
-            .filter(|b| b.1.is_some())
-            .map(|b| b.0)
-            .collect();
-        if given.len() != 1 {
-            return Err(ParamError::new(format!(
-                "expected exactly one training budget of `steps`, `epochs`, `tokens` or `examples`, got {}",
-                if given.is_empty() {
-                    "none".to_string()
-                } else {
-                    given.join(", ")
-                }
-            )));
-        }
-        for (key, value) in budgets {
-            if let Some(v) = value {
-                if !(v > 0.0 && v.is_finite()) {
-                    return Err(ParamError::at(key, "expected a positive number"));
-                }
-            }
-        }
-        if self.tokens.is_some() && self.model != Family::Transformer {
-            return Err(ParamError::at(
-                "tokens",
-                "a `tokens` budget applies to model = \"transformer\"; tables count `examples`",
-            ));
-        }
-        if self.examples.is_some() && self.model == Family::Transformer {
-            return Err(ParamError::at(
-                "examples",
-                "a transformer's budget is `tokens`, `steps` or `epochs`",
-            ));
-        }
-        if self.device == DeviceChoice::Cuda && !cfg!(feature = "cuda") {
+        if !self.device.available() {
             return Err(ParamError::at(
                 "device",
                 "device = \"cuda\" needs scalepipe built with the `cuda` cargo feature (cargo build --release --features cuda)",
@@ -298,23 +209,40 @@ impl TrainParams {
         Ok(())
     }
 
-    fn budget(&self) -> Budget {
-        if let Some(s) = self.steps {
-            Budget::Steps(s as usize)
-        } else if let Some(e) = self.epochs {
-            Budget::Epochs(e)
-        } else {
-            Budget::Units(self.tokens.or(self.examples).unwrap_or(1.0) as u64)
+    /// The one training budget given, in the unit the model family counts.
+    fn budget(&self, model: &ModelChoice) -> Result<Budget, ParamError> {
+        let given: Vec<(&str, f64)> = [
+            ("steps", self.steps.map(|s| s as f64)),
+            ("epochs", self.epochs),
+            ("tokens", self.tokens),
+            ("examples", self.examples),
+        ]
+        .into_iter()
+        .filter_map(|(key, v)| Some((key, v?)))
+        .collect();
+        let [(key, value)] = given.as_slice() else {
+            let names: Vec<&str> = given.iter().map(|(k, _)| *k).collect();
+            return Err(ParamError::new(format!(
+                "expected exactly one training budget of `steps`, `epochs`, `tokens` or `examples`, got {}",
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            )));
+        };
+        let (key, value) = (*key, *value);
+        if !(value > 0.0 && value.is_finite()) {
+            return Err(ParamError::at(key, "expected a positive number"));
         }
-    }
-}
-
-impl Family {
-    pub fn name(self) -> &'static str {
-        match self {
-            Family::Mlp => "mlp",
-            Family::Transformer => "transformer",
-            Family::TextClassifier => "text_classifier",
+        match (key, model.reads_tokens()) {
+            ("tokens", false) => Err(ParamError::at(
+                "tokens",
+                "a `tokens` budget applies to model = \"transformer\"; tables count `examples`",
+            )),
+            ("examples", true) => Err(ParamError::at(
+                "examples",
+                "a transformer's budget is `tokens`, `steps` or `epochs`",
+            )),
+            ("steps", _) => Ok(Budget::Steps(value as usize)),
+            ("epochs", _) => Ok(Budget::Epochs(value)),
+            _ => Ok(Budget::Units(value as u64)),
         }
     }
 }
@@ -326,8 +254,7 @@ pub struct TrainStage {
 }
 
 fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stage>, ParamError> {
-    let parsed: TrainParams = parse_params(params)?;
-    parsed.validate()?;
+    let parsed = TrainParams::parse(params)?;
     if cx.input_kinds.len() != 1 || !cx.input_kinds[0].starts_with("dataset.") {
         return Err(ParamError::new(format!(
             "a train stage takes exactly one input, a dataset stage; got [{}]",
@@ -337,87 +264,38 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stag
     Ok(Box::new(TrainStage { params: parsed }))
 }
 
-/// `dataset.json` in a train output: which dataset instance it trained on and
-/// that dataset's metadata, so `eval` can find and check the held-out split.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DatasetRecord {
-    pub stage: String,
-    pub id: String,
-    pub kind: String,
-    pub fingerprint: String,
-    pub dir: PathBuf,
-    pub meta: DatasetMeta,
-}
-
-/// `metrics.json` of a train stage (and the base of eval's).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TrainMetrics {
-    pub status: Status,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub diverged_at_step: Option<usize>,
-    pub model: String,
-    pub n_params: usize,
-    pub n_params_non_embedding: usize,
-    /// Training units seen: tokens for language models, examples for tables.
-    pub d: usize,
-    pub d_unit: String,
-    /// 6 N D.
-    pub flops: f64,
-    /// Exact matrix-product FLOPs of forward and backward passes.
-    pub flops_exact: f64,
-    /// Final training loss (mean of the last up to 20 steps).
-    pub loss: Option<f64>,
-    pub initial_loss: Option<f64>,
-    pub steps: usize,
-    pub steps_planned: usize,
-    pub batch_size: usize,
-    pub wall_time_s: f64,
-    /// Units (tokens or examples) per second.
-    pub throughput: f64,
-    pub gflops_per_s: f64,
-    pub device: DeviceChoice,
-    pub threads: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub irreducible_loss: Option<f64>,
-    pub dataset: String,
-    pub params: serde_json::Value,
-}
-
 impl Stage for TrainStage {
     fn resources(&self) -> Resources {
         Resources {
-            threads: self.params.threads,
-            gpu: self.params.device == DeviceChoice::Cuda,
+            threads: self.params.run.threads,
+            gpu: self.params.run.device == DeviceChoice::Cuda,
         }
     }
 
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
-        let p = &self.params;
-        let input = match ctx.inputs() {
-            [one] => one,
-            other => {
-                return Err(StageError::msg(format!(
-                    "train takes exactly one dataset instance, got {}",
-                    other.len()
-                )))
-            }
+        let TrainParams { model, budget, run } = &self.params;
+        let [input] = ctx.inputs() else {
+            return Err(StageError::msg(format!(
+                "train takes exactly one dataset instance, got {}",
+                ctx.inputs().len()
+            )));
         };
         let meta = data::read_meta(&input.dir)?;
-        let (spec, source) = model_and_data(p, &meta, &input.dir).map_err(stage_error)?;
+        let (spec, source) = model.for_dataset(&meta, &input.dir)?;
         let cfg = TrainConfig {
             spec: spec.clone(),
-            batch_size: p.batch_size,
-            budget: p.budget(),
-            lr: p.lr,
-            min_lr_ratio: p.min_lr_ratio,
-            warmup_steps: p.warmup_steps,
+            batch_size: run.batch_size,
+            budget: *budget,
+            lr: run.lr,
+            min_lr_ratio: run.min_lr_ratio,
+            warmup_steps: run.warmup_steps,
             adamw: AdamWConfig {
-                betas: p.betas,
-                eps: p.eps,
-                weight_decay: p.weight_decay,
-                grad_clip: (p.grad_clip > 0.0).then_some(p.grad_clip),
+                betas: run.betas,
+                eps: run.eps,
+                weight_decay: run.weight_decay,
+                grad_clip: (run.grad_clip > 0.0).then_some(run.grad_clip),
             },
-            seed: p.seed,
+            seed: run.seed,
         };
         ctx.log(&format!(
             "train {} on {} ({} steps planned)",
@@ -426,10 +304,6 @@ impl Stage for TrainStage {
             trainer::planned_steps(cfg.budget, &source, cfg.batch_size)
         ));
 
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(ctx.threads())
-            .build()
-            .map_err(|e| StageError::msg(format!("cannot start {} threads: {e}", ctx.threads())))?;
         let progress = |pos: u64, len: u64, msg: &str| ctx.progress(pos, len, msg);
         let cancelled = || ctx.cancelled();
         let hooks = Hooks {
@@ -437,9 +311,13 @@ impl Stage for TrainStage {
             cancelled: &cancelled,
         };
         let out = ctx.out_dir();
-        let report = pool
-            .install(|| run_on_device(p.device, p.seed, &cfg, &source, out, &hooks))
-            .map_err(stage_error)?;
+        let training = Training {
+            cfg: &cfg,
+            source: &source,
+            out_dir: out,
+            hooks: &hooks,
+        };
+        let report = device::run_on(run.device, run.seed, ctx.threads(), training)?;
         if let Some(step) = report.diverged_at_step {
             ctx.log(&format!("diverged at step {step}"));
         }
@@ -449,170 +327,23 @@ impl Stage for TrainStage {
             id: input.id.clone(),
             kind: input.kind.clone(),
             fingerprint: input.fingerprint.clone(),
-            dir: input.dir.clone(),
             meta: meta.clone(),
         };
-        write_json(&out.join("dataset.json"), &record)?;
-        let metrics = metrics(
-            p,
-            &spec,
-            &meta,
-            &input.id,
-            &report,
-            ctx.threads(),
-            ctx.params(),
-        );
-        write_json(&out.join("metrics.json"), &metrics)
+        dataset_record::write(out, &record)?;
+        let metrics = train_metrics(run, &spec, &meta, &input.id, &report, ctx);
+        metrics::write_train(out, &metrics)?;
+        Ok(())
     }
 }
 
-/// Builds the model description and loads the training split for `meta`'s task.
-pub fn model_and_data(
-    p: &TrainParams,
-    meta: &DatasetMeta,
-    dir: &Path,
-) -> Result<(ModelSpec, Source), TrainError> {
-    let mismatch = |wants: &str| {
-        TrainError::Data(format!(
-            "model = \"{}\" needs {wants}, but dataset `{}` is a {:?} dataset",
-            p.model.name(),
-            meta.kind,
-            meta.task
-        ))
-    };
-    let missing = |field: &str| {
-        TrainError::Data(format!(
-            "dataset `{}` has no `{field}` in meta.json",
-            meta.kind
-        ))
-    };
-    let (spec, source) = match p.model {
-        Family::Mlp => {
-            let (loss, output_dim) = match meta.task {
-                Task::Regression => (LossKind::Mse, 1),
-                Task::Classification => (
-                    LossKind::CrossEntropy,
-                    meta.classes.ok_or_else(|| missing("classes"))?,
-                ),
-                _ => return Err(mismatch("a table (regression or classification)")),
-            };
-            let table = data::read_table(dir, Split::Train)?;
-            let spec = ModelSpec {
-                arch: Arch::Mlp(MlpSpec {
-                    input_dim: table.cols,
-                    width: p.width.unwrap_or(1),
-                    depth: p.depth.unwrap_or(1),
-                    output_dim,
-                    activation: p.activation.unwrap_or_default(),
-                }),
-                loss,
-            };
-            (spec, Source::Table { table, ids: false })
-        }
-        Family::TextClassifier => {
-            if meta.task != Task::TextClassification {
-                return Err(mismatch("a text classification table"));
-            }
-            let table = data::read_table(dir, Split::Train)?;
-            let spec = ModelSpec {
-                arch: Arch::TextClassifier(TextClassifierSpec {
-                    vocab: meta.vocab.ok_or_else(|| missing("vocab"))?,
-                    seq_len: table.cols,
-                    embed_dim: p.embed_dim.unwrap_or(1),
-                    pooling: p.pooling.unwrap_or_default(),
-                    width: p.width.unwrap_or(1),
-                    depth: p.depth.unwrap_or(1),
-                    classes: meta.classes.ok_or_else(|| missing("classes"))?,
-                    activation: p.activation.unwrap_or_default(),
-                }),
-                loss: LossKind::CrossEntropy,
-            };
-            (spec, Source::Table { table, ids: true })
-        }
-        Family::Transformer => {
-            if meta.task != Task::LanguageModel {
-                return Err(mismatch("a token stream"));
-            }
-            let context = p.context.unwrap_or(1);
-            let source = read_stream(dir, Split::Train, context)?;
-            let spec = ModelSpec {
-                arch: Arch::Transformer(TransformerSpec {
-                    vocab: meta.vocab.ok_or_else(|| missing("vocab"))?,
-                    d_model: p.d_model.unwrap_or(1),
-                    n_layers: p.n_layers.unwrap_or(1),
-                    n_heads: p.n_heads.unwrap_or(1),
-                    context,
-                    mlp_ratio: p.mlp_ratio.unwrap_or(4),
-                    tied_embeddings: p.tied_embeddings.unwrap_or(true),
-                }),
-                loss: LossKind::CrossEntropy,
-            };
-            (spec, source)
-        }
-    };
-    if !source.has_window() {
-        return Err(TrainError::Data(format!(
-            "the training split of `{}` is too small: no {} fits in it",
-            meta.kind,
-            match p.model {
-                Family::Transformer => "window of context + 1 tokens",
-                _ => "example",
-            }
-        )));
-    }
-    Ok((spec, source))
-}
-
-/// Reads a token split as a stream of `seq`-token windows, honouring the
-/// dataset's piece offsets when it has them.
-pub fn read_stream(dir: &Path, split: Split, seq: usize) -> Result<Source, TrainError> {
-    let tokens = data::read_tokens(dir, split)?;
-    let offsets = if data::offsets_path(dir, split).is_file() {
-        data::read_offsets(dir, split)?
-    } else {
-        Vec::new()
-    };
-    Ok(Source::stream(tokens, seq, &offsets))
-}
-
-/// Runs the trainer on the chosen dfdx device.
-fn run_on_device(
-    device: DeviceChoice,
-    seed: u64,
-    cfg: &TrainConfig,
-    source: &Source,
-    out: &Path,
-    hooks: &Hooks,
-) -> Result<TrainReport, TrainError> {
-    match device {
-        DeviceChoice::Cpu => trainer::train(
-            dfdx::tensor::Cpu::seed_from_u64(seed),
-            cfg,
-            source,
-            out,
-            hooks,
-        ),
-        #[cfg(feature = "cuda")]
-        DeviceChoice::Cuda => {
-            let dev = dfdx::tensor::Cuda::try_build(0, seed)
-                .map_err(|e| TrainError::Device(format!("{e:?}")))?;
-            trainer::train(dev, cfg, source, out, hooks)
-        }
-        #[cfg(not(feature = "cuda"))]
-        DeviceChoice::Cuda => Err(TrainError::Device(
-            "this build has no CUDA support (cargo feature `cuda`)".into(),
-        )),
-    }
-}
-
-fn metrics(
-    p: &TrainParams,
+/// The run's record, from what the trainer reports.
+fn train_metrics(
+    run: &RunParams,
     spec: &ModelSpec,
     meta: &DatasetMeta,
     dataset_id: &str,
     report: &TrainReport,
-    threads: usize,
-    params: &toml::Table,
+    ctx: &StageContext,
 ) -> TrainMetrics {
     let finite = |v: f64| v.is_finite().then_some(v);
     let secs = report.wall_time_s.max(1e-9);
@@ -623,46 +354,117 @@ fn metrics(
         n_params: report.n_params,
         n_params_non_embedding: report.n_params_non_embedding,
         d: report.d,
-        d_unit: match spec.arch {
-            Arch::Transformer(_) => "tokens",
-            _ => "examples",
-        }
-        .to_string(),
+        d_unit: spec.d_unit().to_string(),
         flops: flops::six_nd(report.n_params, report.d),
         flops_exact: report.flops_exact,
         loss: finite(report.final_loss),
         initial_loss: finite(report.initial_loss),
         steps: report.steps,
         steps_planned: report.steps_planned,
-        batch_size: p.batch_size,
+        batch_size: run.batch_size,
         wall_time_s: report.wall_time_s,
         throughput: report.d as f64 / secs,
         gflops_per_s: report.flops_exact / secs / 1e9,
-        device: p.device,
-        threads,
+        device: run.device,
+        threads: ctx.threads(),
         irreducible_loss: meta.irreducible_loss,
         dataset: dataset_id.to_string(),
-        params: serde_json::to_value(params).unwrap_or(serde_json::Value::Null),
-    }
-}
-
-pub(crate) fn stage_error(err: TrainError) -> StageError {
-    match err {
-        TrainError::Io { path, source } => StageError::Io { path, source },
-        TrainError::Cancelled => StageError::Cancelled,
-        other => StageError::msg(other.to_string()),
+        params: serde_json::to_value(ctx.params()).unwrap_or(serde_json::Value::Null),
     }
 }
 
 impl From<TrainError> for StageError {
     fn from(err: TrainError) -> Self {
-        stage_error(err)
+        match err {
+            TrainError::Io { path, source } => StageError::Io { path, source },
+            TrainError::Cancelled => StageError::Cancelled,
+            other => StageError::msg(other.to_string()),
+        }
     }
 }
 
-pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StageError> {
-    let mut text = serde_json::to_string_pretty(value)
-        .map_err(|e| StageError::msg(format!("{}: {e}", path.display())))?;
-    text.push('\n');
-    std::fs::write(path, text).map_err(|e| StageError::io(path, e))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<TrainParams, ParamError> {
+        let table: toml::Table = text.parse().unwrap();
+        TrainParams::parse(&table)
+    }
+
+    #[test]
+    fn a_family_takes_its_own_keys_and_one_budget() {
+        let p = parse("model = \"mlp\"\nwidth = 8\ndepth = 2\nexamples = 100\nseed = 1").unwrap();
+        assert_eq!(p.model.name(), "mlp");
+        assert_eq!(p.budget, Budget::Units(100));
+        assert_eq!(p.run.batch_size, 32);
+
+        let p = parse(
+            "model = \"transformer\"\nd_model = 16\nn_layers = 1\nn_heads = 4\ncontext = 8\nsteps = 5\nseed = 0",
+        )
+        .unwrap();
+        assert!(p.model.reads_tokens());
+        assert_eq!(p.budget, Budget::Steps(5));
+    }
+
+    #[test]
+    fn errors_name_the_key_and_what_was_expected() {
+        let cases = [
+            // (parameters, key, message fragment)
+            ("model = \"mlp\"\ndepth = 2\nsteps = 1\nseed = 0", None, "missing field `width`"),
+            ("model = \"mlp\"\nwidth = 0\ndepth = 2\nsteps = 1\nseed = 0", Some("width"), ">= 1"),
+            (
+                "model = \"mlp\"\nwidth = 8\ndepth = 2\nd_model = 8\nsteps = 1\nseed = 0",
+                Some("d_model"),
+                "(model = \"mlp\")",
+            ),
+            (
+                "model = \"transformer\"\nd_model = 10\nn_layers = 1\nn_heads = 4\ncontext = 8\nsteps = 1\nseed = 0",
+                Some("n_heads"),
+                "divisor of d_model = 10",
+            ),
+            ("model = \"mlp\"\nwidth = 8\ndepth = 2\nseed = 0", None, "got none"),
+            (
+                "model = \"mlp\"\nwidth = 8\ndepth = 2\nsteps = 1\nepochs = 2\nseed = 0",
+                None,
+                "got steps, epochs",
+            ),
+            (
+                "model = \"mlp\"\nwidth = 8\ndepth = 2\ntokens = 100\nseed = 0",
+                Some("tokens"),
+                "tables count `examples`",
+            ),
+            ("model = \"mlp\"\nwidth = 8\ndepth = 2\nsteps = 1\nlr = -1\nseed = 0", Some("lr"), "positive"),
+            ("model = \"cnn\"\nsteps = 1\nseed = 0", Some("model"), "unknown variant `cnn`"),
+            ("width = 8\nsteps = 1\nseed = 0", None, "missing parameter `model`"),
+        ];
+        for (text, key, fragment) in cases {
+            let err = parse(text).expect_err(text);
+            assert_eq!(err.key.as_deref(), key, "{text}: {err:?}");
+            assert!(err.message.contains(fragment), "{text}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn every_run_key_is_a_run_parameter() {
+        // RUN_KEYS decides which keys go to RunParams: each must be accepted there.
+        let mut table = toml::Table::new();
+        table.insert("model".into(), "mlp".into());
+        table.insert("width".into(), 4.into());
+        table.insert("depth".into(), 1.into());
+        for key in RUN_KEYS {
+            let value: toml::Value = match *key {
+                "betas" => toml::Value::Array(vec![0.9.into(), 0.95.into()]),
+                "device" => "cpu".into(),
+                "epochs" | "tokens" | "examples" | "lr" | "min_lr_ratio" | "eps"
+                | "weight_decay" | "grad_clip" => 0.5.into(),
+                _ => 1.into(),
+            };
+            table.insert((*key).into(), value);
+        }
+        for budget in ["epochs", "tokens", "examples"] {
+            table.remove(budget);
+        }
+        TrainParams::parse(&table).unwrap();
+    }
 }

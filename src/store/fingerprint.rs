@@ -1,8 +1,6 @@
 //! Cache keys: everything that decides a stage instance's outputs, hashed.
 
 use std::borrow::Cow;
-use std::io::Read;
-use std::path::Path;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -155,21 +153,6 @@ impl<'de> Deserialize<'de> for CanonicalJson {
             serde_json::from_str(raw.get()).map_err(serde::de::Error::custom)?;
         Ok(CanonicalJson::of_json(&value))
     }
-}
-
-/// blake3 of a file's content, in hex.
-pub fn hash_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher.finalize().to_hex().to_string())
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use walkdir::WalkDir;
 
-use super::{hash_file, CacheKey};
+use super::CacheKey;
+use crate::digest::hash_file;
 
 /// One output file of an entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

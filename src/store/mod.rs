@@ -21,7 +21,7 @@ mod state;
 #[allow(clippy::module_inception)]
 mod store;
 
-pub use fingerprint::{hash_file, CacheKey, CanonicalJson, FileHash};
+pub use fingerprint::{CacheKey, CanonicalJson, FileHash};
 pub use manifest::{unix_now, Manifest, OutputFile};
 pub use results::{Listing, ResultsView};
 pub use state::{PipelineState, StateEntry, StoredKey};

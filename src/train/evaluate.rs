@@ -4,10 +4,11 @@
 use dfdx::prelude::*;
 
 use super::batches::{eval_batches, Source, Targets};
+use super::device::DeviceJob;
 use super::layers::correct;
 use super::model::Model;
 use super::params::Params;
-use super::Backend;
+use super::{checkpoint, Backend, TrainError};
 
 /// Result of evaluating a model on one split.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -18,6 +19,31 @@ pub struct Evaluation {
     pub accuracy: Option<f64>,
     /// Examples or tokens evaluated.
     pub units: usize,
+}
+
+/// Loading a checkpoint and evaluating it, as a [`DeviceJob`] for
+/// [`super::device::run_on`].
+pub struct Evaluating<'a> {
+    /// A train output directory (`model.safetensors`, `model.json`).
+    pub model_dir: &'a std::path::Path,
+    pub source: &'a Source,
+    pub batch_size: usize,
+    pub max_units: Option<usize>,
+}
+
+impl DeviceJob for Evaluating<'_> {
+    type Output = Evaluation;
+    fn run<D: Backend>(self, dev: D) -> Result<Evaluation, TrainError> {
+        dev.enable_cache();
+        let (_, model, params) = checkpoint::load(self.model_dir, dev)?;
+        Ok(evaluate(
+            &model,
+            &params,
+            self.source,
+            self.batch_size,
+            self.max_units,
+        ))
+    }
 }
 
 /// Evaluates `model` on all of `source` (streams: at most `max_units` tokens) in

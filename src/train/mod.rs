@@ -4,21 +4,31 @@
 //! sweep sets width and depth from the pipeline file. So the models here are
 //! assembled by hand from runtime-shaped dfdx tensors (`(usize, usize)` shapes)
 //! held in a [`Params`] collection, differentiated with dfdx's tape, and updated by
-//! an AdamW written in dfdx tensor ops, so the same code runs on `Cpu` and, behind
-//! the `cuda` feature, on `Cuda`.
+//! an AdamW that calls dfdx's fused Adam kernel with decoupled weight decay, so
+//! the same code runs on `Cpu` and, behind the `cuda` feature, on `Cuda`.
 //!
 //! Layout: [`params`] (named tensors, exact counts), [`layers`] (linear, layer norm,
 //! losses), the three families [`mlp`], [`transformer`], [`text_classifier`] joined
-//! by [`model`], [`adamw`], [`schedule`], [`flops`], [`batches`] (data order),
-//! [`checkpoint`], and [`trainer`], which reads top to bottom like nanoGPT's
-//! `train.py`. [`evaluate`] computes held-out loss for the `eval` stage.
+//! by [`model`], [`family`] (a pipeline's model request meets a dataset),
+//! [`adamw`], [`schedule`], [`flops`], [`batches`] (data order), [`device`] (the
+//! dfdx device and thread pool), and [`trainer`], which reads top to bottom like
+//! nanoGPT's `train.py`. [`evaluate`] computes held-out loss for the `eval` stage.
+//!
+//! The files a run leaves each have one owner here: [`metrics`] (`metrics.json`),
+//! [`curve`] (`loss_curve.csv`), [`checkpoint`] (`model.safetensors`,
+//! `model.json`) and [`dataset_record`] (`dataset.json`).
 
 pub mod adamw;
 pub mod batches;
 pub mod checkpoint;
+pub mod curve;
+pub mod dataset_record;
+pub mod device;
 pub mod evaluate;
+pub mod family;
 pub mod flops;
 pub mod layers;
+pub mod metrics;
 pub mod mlp;
 pub mod model;
 pub mod params;

@@ -50,6 +50,15 @@ impl ModelSpec {
         }
     }
 
+    /// What D counts for this family: tokens for language models, examples
+    /// for tables.
+    pub fn d_unit(&self) -> &'static str {
+        match self.arch {
+            Arch::Transformer(_) => "tokens",
+            _ => "examples",
+        }
+    }
+
     /// Closed-form (total, non-embedding) parameter count.
     pub fn param_count(&self) -> (usize, usize) {
         match &self.arch {

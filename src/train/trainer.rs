@@ -1,7 +1,6 @@
 //! The training loop, top to bottom in one place (as nanoGPT's `train.py`): data,
 //! model, optimiser, schedule, loop with logging and divergence check, checkpoint.
 
-use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
@@ -12,6 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::adamw::{AdamW, AdamWConfig};
 use super::batches::{Sampler, Source};
+use super::curve::{self, CurvePoint};
+use super::device::DeviceJob;
 use super::model::{Model, ModelSpec};
 use super::params::Params;
 use super::schedule::Schedule;
@@ -51,14 +52,6 @@ pub enum Status {
     Diverged,
 }
 
-/// One row of `loss_curve.csv`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CurvePoint {
-    pub step: usize,
-    pub loss: f32,
-    pub lr: f64,
-}
-
 /// What a run produced, besides the files it wrote.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainReport {
@@ -86,6 +79,21 @@ pub struct TrainReport {
 pub struct Hooks<'a> {
     pub progress: &'a (dyn Fn(u64, u64, &str) + Sync),
     pub cancelled: &'a (dyn Fn() -> bool + Sync),
+}
+
+/// [`train`] as a [`DeviceJob`], for [`super::device::run_on`].
+pub struct Training<'a> {
+    pub cfg: &'a TrainConfig,
+    pub source: &'a Source,
+    pub out_dir: &'a Path,
+    pub hooks: &'a Hooks<'a>,
+}
+
+impl DeviceJob for Training<'_> {
+    type Output = TrainReport;
+    fn run<D: Backend>(self, dev: D) -> Result<TrainReport, TrainError> {
+        train(dev, self.cfg, self.source, self.out_dir, self.hooks)
+    }
 }
 
 /// Number of updates a budget amounts to.
@@ -191,7 +199,10 @@ pub fn train<D: Backend>(
 
     // Checkpoint and loss curve.
     checkpoint::save(out_dir, &cfg.spec, &params)?;
-    write_curve(&out_dir.join("loss_curve.csv"), &curve)?;
+    curve::write(out_dir, &curve).map_err(|e| match e {
+        curve::CurveError::Io { path, source } => TrainError::Io { path, source },
+        other => TrainError::Data(other.to_string()),
+    })?;
 
     let finite: Vec<f64> = curve
         .iter()
@@ -217,16 +228,4 @@ pub fn train<D: Backend>(
         curve,
         wall_time_s,
     })
-}
-
-/// Writes `step,loss,lr` rows. Floats use Rust's shortest round-trip formatting,
-/// so equal curves give equal bytes.
-fn write_curve(path: &Path, curve: &[CurvePoint]) -> Result<(), TrainError> {
-    let mut text = String::from("step,loss,lr\n");
-    for p in curve {
-        text.push_str(&format!("{},{},{}\n", p.step, p.loss, p.lr));
-    }
-    let mut file = std::fs::File::create(path).map_err(|e| TrainError::io(path, e))?;
-    file.write_all(text.as_bytes())
-        .map_err(|e| TrainError::io(path, e))
 }

@@ -5,6 +5,7 @@
 mod data;
 mod engine;
 mod fit;
+mod formats;
 mod harness;
 mod malformed;
 mod report;

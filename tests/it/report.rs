@@ -4,7 +4,7 @@
 //! the report is cached and re-rendered exactly when its inputs change.
 
 use super::harness::{ids, Workspace};
-use scalepipe::report::numfmt::num;
+use scalepipe::numfmt::num;
 
 /// Two data sizes x three widths of tiny MLPs; seconds in all.
 fn pipeline(widths: &str) -> String {

@@ -712,9 +712,43 @@ threads = 2"#;
         assert!(curve.starts_with("step,loss,lr\n0,"));
         assert_eq!(curve.lines().count(), 161);
 
-        let eval = configure("eval", "split = \"test\"", &["train"]).unwrap();
+        // eval receives the train instance and the dataset it read (the engine
+        // adds the dataset; see formats::eval_receives_its_train_runs_dataset_as_an_input).
+        let eval = configure(
+            "eval",
+            "split = \"test\"",
+            &["train", "dataset.markov_text"],
+        )
+        .unwrap();
         let train_in = input("train", "train", params, &train_out, "fp-train");
-        run_stage(eval.as_ref(), "split = \"test\"", &[train_in], &eval_out, 1);
+        let other = input("other", "dataset.markov_text", "", &data, "fp-other");
+        let table: toml::Table = "split = \"test\"".parse().unwrap();
+        let cancel = AtomicBool::new(false);
+        let refused = [train_in.clone(), other];
+        let ctx = StageContext::new(
+            "s[x]",
+            &eval_out,
+            &refused,
+            &table,
+            1,
+            &cancel,
+            &|_, _, _| {},
+            None,
+        );
+        let err = eval
+            .run(&ctx)
+            .expect_err("a dataset the model was not trained on");
+        assert!(
+            err.to_string().contains("not among this eval's inputs"),
+            "{err}"
+        );
+        run_stage(
+            eval.as_ref(),
+            "split = \"test\"",
+            &[train_in, data_in],
+            &eval_out,
+            1,
+        );
         let e = json(&eval_out.join("metrics.json"));
         assert_eq!(e["status"], "ok");
         assert_eq!(e["split"], "test");

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::split::{train_size, Count, SplitSpec};
+use super::subsample::nested_subsample;
 use super::{json, new_meta, InputFile};
-use crate::data::split::{train_size, Count, SplitSpec};
-use crate::data::subsample::nested_subsample;
 use crate::data::{write_meta, write_table, Columns, DataError, Split, Table, Targets, Task};
 use crate::stages::{
     parse_params, ConfigureContext, Kind, ParamError, Stage, StageContext, StageError,
@@ -24,6 +24,7 @@ pub const KIND: Kind = Kind {
     version: 1,
     takes_seed: true,
     maps_inputs: false,
+    inherits_inputs_of: None,
     configure,
 };
 

@@ -3,7 +3,7 @@
 //!
 //! Every kind takes the training size D (`n` examples or `tokens`), a `split` for
 //! the held-out sets and a `seed`. Loaders draw a nested subsample from the file's
-//! pool ([`crate::data::subsample`]); generators draw each split from its own RNG
+//! pool ([`subsample`]); generators draw each split from its own RNG
 //! stream, so a larger D extends the same training stream and never touches the
 //! validation or test sets. The same parameters and seed give byte-identical
 //! outputs.
@@ -12,13 +12,16 @@ pub mod csv;
 pub mod idx;
 pub mod markov_text;
 pub mod parquet;
+pub mod split;
+pub mod subsample;
 mod table;
 pub mod teacher;
 pub mod text;
+pub mod tokenize;
 
 use std::path::{Path, PathBuf};
 
-use crate::data::{hash_file, DataError, DatasetMeta, SourceFile, Task};
+use crate::data::{DataError, DatasetMeta, SourceFile, Task};
 
 use super::{ParamError, StageContext, StageError};
 
@@ -92,7 +95,7 @@ impl InputFile {
 fn source_file(written: &str, path: &Path) -> Result<SourceFile, DataError> {
     Ok(SourceFile {
         path: written.to_string(),
-        blake3: hash_file(path)?,
+        blake3: crate::digest::hash_file(path).map_err(|e| DataError::io(path, e))?,
     })
 }
 

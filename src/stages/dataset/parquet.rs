@@ -12,6 +12,7 @@ pub const KIND: Kind = Kind {
     version: 1,
     takes_seed: true,
     maps_inputs: false,
+    inherits_inputs_of: None,
     configure,
 };
 

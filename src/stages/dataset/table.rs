@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use polars::prelude::*;
 use serde::Deserialize;
 
+use super::split::{train_size, Count, SplitSpec};
+use super::subsample::nested_subsample;
+use super::tokenize::{byte_ids, fit_to_len, WordVocab};
 use super::{json, new_meta, InputFile};
-use crate::data::split::{train_size, Count, SplitSpec};
-use crate::data::subsample::nested_subsample;
-use crate::data::tokenize::{byte_ids, fit_to_len, WordVocab};
 use crate::data::{
     write_meta, write_parquet, write_table, Columns, DataError, Split, Table, Targets, Task,
 };

@@ -16,9 +16,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::Deserialize;
 
+use super::split::{Count, SplitSpec};
+use super::subsample::{seeded_rng, stream};
 use super::{json, new_meta, tick};
-use crate::data::split::{Count, SplitSpec};
-use crate::data::subsample::{seeded_rng, stream};
 use crate::data::{write_meta, write_table, Columns, Split, Table, Targets, Task};
 use crate::stages::{
     parse_params, ConfigureContext, Kind, ParamError, Stage, StageContext, StageError,
@@ -29,6 +29,7 @@ pub const KIND: Kind = Kind {
     version: 1,
     takes_seed: true,
     maps_inputs: false,
+    inherits_inputs_of: None,
     configure,
 };
 

@@ -19,10 +19,10 @@ use globset::{Glob, GlobMatcher};
 use serde::Deserialize;
 use walkdir::WalkDir;
 
+use super::split::{train_size, Count, SplitSizes, SplitSpec};
+use super::subsample::nested_subsample;
+use super::tokenize::char_vocab;
 use super::{json, new_meta, source_file};
-use crate::data::split::{train_size, Count, SplitSizes, SplitSpec};
-use crate::data::subsample::nested_subsample;
-use crate::data::tokenize::char_vocab;
 use crate::data::{write_meta, write_offsets, write_tokens, Split, Task};
 use crate::stages::{
     parse_params, ConfigureContext, Kind, ParamError, Stage, StageContext, StageError,
@@ -33,6 +33,7 @@ pub const KIND: Kind = Kind {
     version: 1,
     takes_seed: true,
     maps_inputs: false,
+    inherits_inputs_of: None,
     configure,
 };
 

@@ -1,6 +1,8 @@
-//! Number formatting shared by plot ticks and report tables: compact `1e6`-style
-//! scientific notation for the quantities that span decades (N, D, C) and plain
-//! decimals with a fixed number of significant digits for losses.
+//! Number formatting for everything a person reads: a fit's `summary.md`, report
+//! tables and plot ticks. Compact `1e6`-style scientific notation for the
+//! quantities that span decades (N, D, C) and plain decimals with a fixed number
+//! of significant digits for losses. One owner, so a number reads the same in a
+//! summary and in the report beside it.
 
 /// A compact label: plain decimals between 0.01 and 10 000 (`0.25`, `300`),
 /// otherwise mantissa and exponent with up to three significant digits (`1e6`,
@@ -118,6 +120,10 @@ mod tests {
         assert_eq!(percent(0.0342), "3.4%");
         assert_eq!(num(2.194e103), "2.19e103");
         assert_eq!(num(406.43), "406.4");
+        assert_eq!(num(0.34731), "0.3473");
+        assert_eq!(num(5.76e23), "5.76e23");
+        assert_eq!(num(0.0010182), "0.001018");
+        assert_eq!(num(1.0182e-4), "1.02e-4");
     }
 
     #[test]

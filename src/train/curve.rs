@@ -1,0 +1,114 @@
+//! `loss_curve.csv`: a train run's loss at every step (`step,loss,lr`), written
+//! by the trainer and read back by reports.
+
+use std::path::{Path, PathBuf};
+
+/// The file name, in a train output directory.
+pub const FILE: &str = "loss_curve.csv";
+
+/// One row of `loss_curve.csv`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CurvePoint {
+    pub step: usize,
+    pub loss: f32,
+    pub lr: f64,
+}
+
+/// Why a curve could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CurveError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: line {line}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+/// Writes the curve into `dir`. Floats use Rust's shortest round-trip
+/// formatting, so equal curves give equal bytes.
+pub fn write(dir: &Path, curve: &[CurvePoint]) -> Result<(), CurveError> {
+    let path = dir.join(FILE);
+    let mut text = String::from("step,loss,lr\n");
+    for p in curve {
+        text.push_str(&format!("{},{},{}\n", p.step, p.loss, p.lr));
+    }
+    std::fs::write(&path, text).map_err(|source| CurveError::Io { path, source })
+}
+
+/// Reads `(step, loss)` pairs from the curve file at `path`, finding the
+/// columns by their header names.
+pub fn read_points(path: &Path) -> Result<Vec<(f64, f64)>, CurveError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CurveError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |line: usize, message: String| CurveError::Invalid {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    let mut lines = text.lines().enumerate();
+    let header: Vec<&str> = match lines.next() {
+        Some((_, h)) => h.split(',').map(str::trim).collect(),
+        None => return Ok(Vec::new()),
+    };
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .ok_or_else(|| bad(1, format!("no `{name}` column")))
+    };
+    let (step_at, loss_at) = (column("step")?, column("loss")?);
+    let mut points = Vec::new();
+    for (i, line) in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').collect();
+        let number = |k: usize| -> Result<f64, CurveError> {
+            fields
+                .get(k)
+                .and_then(|f| f.trim().parse::<f64>().ok())
+                .ok_or_else(|| bad(i + 1, "expected numbers".into()))
+        };
+        points.push((number(step_at)?, number(loss_at)?));
+    }
+    Ok(points)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn curves_round_trip_and_parse_by_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let curve = [
+            CurvePoint {
+                step: 0,
+                loss: 2.5,
+                lr: 0.001,
+            },
+            CurvePoint {
+                step: 1,
+                loss: 2.25,
+                lr: 0.001,
+            },
+        ];
+        write(dir.path(), &curve).unwrap();
+        let path = dir.path().join(FILE);
+        assert_eq!(read_points(&path).unwrap(), vec![(0.0, 2.5), (1.0, 2.25)]);
+        std::fs::write(&path, "loss,step\n2.5,0\n").unwrap();
+        assert_eq!(read_points(&path).unwrap(), vec![(0.0, 2.5)]);
+        std::fs::write(&path, "step,loss\n0,abc\n").unwrap();
+        let err = read_points(&path).unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+    }
+}
