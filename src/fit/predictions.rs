@@ -8,33 +8,16 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use polars::prelude::*;
 
 use super::fit_json::FitReport;
 use super::form::Form;
-use super::table::{f64_column, str_column, Run, Selection};
+use super::table::{f64_column, str_column, Run, Selection, TableError};
 
 /// The file name, in a fit output directory.
 pub const FILE: &str = "predictions.parquet";
-
-/// Why the predictions could not be written or read.
-#[derive(Debug, thiserror::Error)]
-pub enum PredictionsError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{}: {source}", path.display())]
-    Polars {
-        path: PathBuf,
-        #[source]
-        source: PolarsError,
-    },
-}
 
 /// One row of a fit's `predictions.parquet`.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,7 +46,7 @@ pub fn write(
     report: &FitReport,
     runs: &[Run],
     selection: &Selection,
-) -> Result<(), PredictionsError> {
+) -> Result<(), TableError> {
     let path = dir.join(FILE);
     let mut role = vec!["excluded"; runs.len()];
     for &i in &selection.included {
@@ -83,12 +66,13 @@ pub fn write(
     let predicted: Vec<Option<f64>> = runs
         .iter()
         .map(|r| {
-            let ok = form.variables().iter().all(|v| r.get(*v).is_some());
-            ok.then(|| {
-                let o = r.observation();
-                form.predict(&report.theta, o.n, o.d, o.c)
-            })
-            .filter(|p| p.is_finite())
+            let has_all = form.variables().iter().all(|v| r.get(*v).is_some());
+            has_all
+                .then(|| {
+                    let o = r.observation();
+                    form.predict(&report.theta, o.n, o.d, o.c)
+                })
+                .filter(|p| p.is_finite())
         })
         .collect();
     let residual: Vec<Option<f64>> = runs
@@ -149,28 +133,28 @@ pub fn write(
             ),
         ],
     )
-    .map_err(|source| PredictionsError::Polars {
+    .map_err(|source| TableError::Polars {
         path: path.clone(),
         source,
     })?;
-    let file = File::create(&path).map_err(|source| PredictionsError::Io {
+    let file = File::create(&path).map_err(|source| TableError::Io {
         path: path.clone(),
         source,
     })?;
     ParquetWriter::new(file)
         .finish(&mut df)
-        .map_err(|source| PredictionsError::Polars { path, source })?;
+        .map_err(|source| TableError::Polars { path, source })?;
     Ok(())
 }
 
 /// Reads a fit's `predictions.parquet`.
-pub fn read(dir: &Path) -> Result<Vec<Prediction>, PredictionsError> {
+pub fn read(dir: &Path) -> Result<Vec<Prediction>, TableError> {
     let path = &dir.join(FILE);
-    let fail = |source: PolarsError| PredictionsError::Polars {
+    let fail = |source: PolarsError| TableError::Polars {
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(|source| PredictionsError::Io {
+    let file = File::open(path).map_err(|source| TableError::Io {
         path: path.to_path_buf(),
         source,
     })?;

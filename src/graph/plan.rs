@@ -19,7 +19,7 @@ use crate::digest::hash_file;
 use crate::pipeline::{
     canonical_json_text, write_display_value, Diagnostic, Pipeline, Point, StageDef,
 };
-use crate::stages::{ConfigureContext, Kind, Resources, Stage};
+use crate::stages::{ConfigureContext, Job, Kind, Resources};
 use crate::store::{CacheKey, CanonicalJson, FileHash};
 
 /// One configured stage instance.
@@ -31,14 +31,14 @@ use crate::store::{CacheKey, CanonicalJson, FileHash};
 pub struct Instance {
     /// Readable id, e.g. `train[seed=0,width=64]`.
     pub id: String,
-    /// Index of the stage in the pipeline.
-    pub stage: usize,
+    /// Index of the instance's stage in the pipeline.
+    pub stage_index: usize,
     pub stage_name: Arc<str>,
     pub kind: &'static Kind,
     pub point: Point,
     /// Indices of the input instances, in input order.
     pub inputs: Vec<usize>,
-    pub job: Box<dyn Stage>,
+    pub job: Box<dyn Job>,
     pub resources: Resources,
     pub key: CacheKey,
     pub fingerprint: String,
@@ -88,7 +88,7 @@ impl Plan {
     pub fn params(&self, i: usize) -> toml::Table {
         let inst = &self.instances[i];
         resolve_params(
-            &self.pipeline.stages[inst.stage],
+            &self.pipeline.stages[inst.stage_index],
             &inst.point,
             self.pipeline.seed,
         )
@@ -339,7 +339,7 @@ impl Builder<'_> {
             let index = self.instances.len();
             self.instances.push(Instance {
                 id,
-                stage: s,
+                stage_index: s,
                 stage_name: stage_name.clone(),
                 kind: stage.kind,
                 point,

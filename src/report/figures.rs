@@ -79,8 +79,8 @@ pub fn figures(g: &Gathered, labels: &Labels) -> Vec<Figure> {
 /// Most series (colours) a figure shows before it bins runs by size.
 const MAX_SERIES: usize = 8;
 
-/// `=` for exact groups, `≈` for bins.
-fn eq(binned: bool) -> &'static str {
+/// The sign a series label uses: `=` for exact groups, `≈` for bins.
+fn equals_sign(binned: bool) -> &'static str {
     if binned {
         "≈"
     } else {
@@ -89,9 +89,10 @@ fn eq(binned: bool) -> &'static str {
 }
 
 /// Reads one quantity of a run.
-type Getter = fn(&RunRow) -> Option<f64>;
+type RunValue = fn(&RunRow) -> Option<f64>;
 
-fn ok(r: &RunRow) -> bool {
+/// Whether a run finished with a loss a log axis can show.
+fn plottable(r: &RunRow) -> bool {
     r.status == "ok" && r.loss.is_some_and(|l| l.is_finite() && l > 0.0)
 }
 
@@ -106,11 +107,11 @@ fn law_of(g: &Gathered, kind: FormKind) -> Option<(String, Law)> {
 /// Loss against N (series per D) or against D (series per N), with the
 /// `chinchilla` fit along each series and the one-variable fit dashed.
 fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
-    let (get_x, get_group): (Getter, Getter) = match x {
+    let (get_x, get_group): (RunValue, RunValue) = match x {
         Variable::N => (|r| r.n, |r| r.d),
         _ => (|r| r.d, |r| r.n),
     };
-    let runs: Vec<&RunRow> = g.runs.iter().filter(|r| ok(r)).collect();
+    let runs: Vec<&RunRow> = g.runs.iter().filter(|r| plottable(r)).collect();
     let keyed: Vec<(usize, f64)> = runs
         .iter()
         .enumerate()
@@ -144,7 +145,7 @@ fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
             .collect();
         let other = if x == Variable::N { "D" } else { "N" };
         chart.series.push(Series::points(
-            Some(format!("{other} {} {}", eq(binned), sci(*value))),
+            Some(format!("{other} {} {}", equals_sign(binned), sci(*value))),
             colour,
             Shape::Dot,
             pts,
@@ -224,7 +225,7 @@ fn loss_vs_c(g: &Gathered, labels: &Labels) -> Option<Figure> {
     let runs: Vec<&RunRow> = g
         .runs
         .iter()
-        .filter(|r| ok(r) && r.c.is_some_and(|c| c > 0.0))
+        .filter(|r| plottable(r) && r.c.is_some_and(|c| c > 0.0))
         .collect();
     if runs.len() < 2 {
         return None;
@@ -243,7 +244,7 @@ fn loss_vs_c(g: &Gathered, labels: &Labels) -> Option<Figure> {
             .filter_map(|&i| Some((runs[i].c?, runs[i].loss?)))
             .collect();
         chart.series.push(Series::points(
-            Some(format!("N {} {}", eq(binned), sci(*n))),
+            Some(format!("N {} {}", equals_sign(binned), sci(*n))),
             sequential(gi, groups.len()),
             Shape::Dot,
             pts,
@@ -463,7 +464,7 @@ fn curves(g: &Gathered, labels: &Labels) -> Option<Figure> {
     for (gi, (n, members)) in groups.iter().enumerate() {
         let colour = sequential(gi, groups.len());
         for (k, &i) in members.iter().enumerate() {
-            let label = (k == 0).then(|| format!("N {} {}", eq(binned), sci(*n)));
+            let label = (k == 0).then(|| format!("N {} {}", equals_sign(binned), sci(*n)));
             chart.series.push(Series::line(
                 label,
                 colour,

@@ -14,7 +14,8 @@ use std::path::PathBuf;
 
 use crate::data::Task;
 use crate::fit::fit_json::{self, FitReport};
-use crate::fit::predictions::{self, Prediction, PredictionsError};
+use crate::fit::predictions::{self, Prediction};
+use crate::fit::table::TableError;
 use crate::json_file::JsonFileError;
 use crate::train::curve::{self, CurveError};
 use crate::train::{dataset_record, metrics};
@@ -25,7 +26,7 @@ pub enum GatherError {
     #[error(transparent)]
     Json(#[from] JsonFileError),
     #[error(transparent)]
-    Predictions(#[from] PredictionsError),
+    Table(#[from] TableError),
     #[error(transparent)]
     Curve(#[from] CurveError),
     #[error(transparent)]

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{ConfigureContext, Kind, ParamError, Resources, Stage, StageContext, StageError};
+use super::{ConfigureContext, Job, Kind, ParamError, Resources, StageContext, StageError};
 
 pub const KIND: Kind = Kind {
     name: "command",
@@ -29,7 +29,7 @@ pub const KIND: Kind = Kind {
 /// The `SCALEPIPE_PARAM_*` variables are built from the parameters when it runs,
 /// not stored: a plan holds one configured stage per sweep point.
 #[derive(Debug)]
-pub struct CommandStage {
+pub struct CommandJob {
     cmd: String,
     deps: Vec<PathBuf>,
     threads: usize,
@@ -38,7 +38,7 @@ pub struct CommandStage {
 /// Parameters with a meaning of their own; every other one is substituted.
 const OWN_KEYS: [&str; 3] = ["cmd", "deps", "threads"];
 
-fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stage>, ParamError> {
+fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>, ParamError> {
     let mut cmd: Option<&str> = None;
     let mut deps = Vec::new();
     let mut threads = 1;
@@ -92,7 +92,7 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stag
             cmd = cmd.replace(pattern.as_str(), text);
         }
     }
-    Ok(Box::new(CommandStage { cmd, deps, threads }))
+    Ok(Box::new(CommandJob { cmd, deps, threads }))
 }
 
 /// Text of a scalar parameter as substituted into the command.
@@ -121,7 +121,7 @@ fn param_env(params: &toml::Table) -> Vec<(String, String)> {
         .collect()
 }
 
-impl Stage for CommandStage {
+impl Job for CommandJob {
     fn files(&self) -> Vec<PathBuf> {
         self.deps.clone()
     }

@@ -12,7 +12,7 @@
 use serde::Deserialize;
 
 use super::{
-    parse_params, ConfigureContext, Kind, ParamError, Resources, Stage, StageContext, StageError,
+    parse_params, ConfigureContext, Job, Kind, ParamError, Resources, StageContext, StageError,
 };
 use crate::data::Split;
 use crate::train::dataset_record;
@@ -61,11 +61,11 @@ fn default_threads() -> usize {
 
 /// A configured `eval` stage.
 #[derive(Debug)]
-pub struct EvalStage {
+pub struct EvalJob {
     params: EvalParams,
 }
 
-fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stage>, ParamError> {
+fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>, ParamError> {
     let p: EvalParams = parse_params(params)?;
     if p.split == Split::Train {
         return Err(ParamError::at("split", "expected \"val\" or \"test\""));
@@ -96,10 +96,10 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stag
             cx.input_kinds.join(", ")
         )));
     }
-    Ok(Box::new(EvalStage { params: p }))
+    Ok(Box::new(EvalJob { params: p }))
 }
 
-impl Stage for EvalStage {
+impl Job for EvalJob {
     fn resources(&self) -> Resources {
         Resources {
             threads: self.params.threads,

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use polars::prelude::DataFrame;
 use serde::Deserialize;
 
-use super::{ConfigureContext, Kind, ParamError, Resources, Stage, StageContext, StageError};
+use super::{ConfigureContext, Job, Kind, ParamError, Resources, StageContext, StageError};
 use crate::data;
 use crate::fit::analysis::{Analysis, Hooks};
 use crate::fit::bootstrap::BootstrapSettings;
@@ -151,7 +151,7 @@ enum ESetting {
 
 /// A configured fit stage.
 #[derive(Debug)]
-pub struct FitStage {
+pub struct FitJob {
     kind: FormKind,
     e: ESetting,
     table: Option<PathBuf>,
@@ -161,7 +161,7 @@ pub struct FitStage {
     threads: usize,
 }
 
-fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stage>, ParamError> {
+fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>, ParamError> {
     let p: FitParams = super::parse_params(params)?;
     let e = match &p.e {
         None => ESetting::Free,
@@ -281,7 +281,7 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stag
         holdout,
         isoflop,
     };
-    Ok(Box::new(FitStage {
+    Ok(Box::new(FitJob {
         kind: p.form,
         e,
         table,
@@ -400,7 +400,7 @@ fn isoflop_settings(v: &toml::Value) -> Result<IsoflopSettings, ParamError> {
     }
 }
 
-impl Stage for FitStage {
+impl Job for FitJob {
     fn files(&self) -> Vec<PathBuf> {
         self.table.iter().cloned().collect()
     }
@@ -511,7 +511,7 @@ impl Stage for FitStage {
     }
 }
 
-impl FitStage {
+impl FitJob {
     /// Gathers every source of runs into one canonical frame.
     fn gather(&self, ctx: &StageContext) -> Result<DataFrame, StageError> {
         let err = |e: table::TableError| StageError::msg(e.to_string());

@@ -1,10 +1,14 @@
-//! Stage kinds: the shared [`Stage`] trait, the registry of built-in kinds, and the
-//! context a stage runs in.
+//! Stage kinds: the registry of built-in [`Kind`]s, the [`Job`] trait they share,
+//! and the context a job runs in.
 //!
-//! A pipeline file names a kind (`kind = "train"`); the registry turns the stage's
-//! resolved parameters into a configured [`Stage`]. Each kind lives in its own file
+//! Words: a *stage* is a `[stages.<name>]` table of a pipeline file
+//! ([`crate::pipeline::StageDef`]); an *instance* is one sweep point of a stage
+//! ([`crate::graph::Instance`]); a *job* is an instance's work, configured by its
+//! kind from the instance's resolved parameters. Each kind lives in its own file
 //! and owns a serde parameter struct that denies unknown fields, so a typo in a
-//! pipeline file is an error rather than a silently ignored key.
+//! pipeline file is an error rather than a silently ignored key. Kind files are
+//! glue: they read parameters and call the library (`data`, `train`, `fit`,
+//! `report`), which knows nothing of stages.
 
 pub mod command;
 mod context;
@@ -38,8 +42,8 @@ impl Default for Resources {
     }
 }
 
-/// A configured stage instance, ready to run.
-pub trait Stage: Send + Sync {
+/// One instance's work, configured by its kind and ready to run.
+pub trait Job: Send + Sync {
     /// Files the stage reads besides its inputs' outputs. Their content enters the
     /// fingerprint, so editing one re-runs the stage. Paths are absolute.
     fn files(&self) -> Vec<PathBuf> {
@@ -151,7 +155,7 @@ impl ConfigureContext<'_> {
     }
 }
 
-type ConfigureFn = fn(&toml::Table, &ConfigureContext) -> Result<Box<dyn Stage>, ParamError>;
+type ConfigureFn = fn(&toml::Table, &ConfigureContext) -> Result<Box<dyn Job>, ParamError>;
 
 /// A built-in stage kind.
 #[derive(Debug)]

@@ -20,7 +20,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{ConfigureContext, Kind, ParamError, Stage, StageContext, StageError};
+use super::{ConfigureContext, Job, Kind, ParamError, StageContext, StageError};
 use crate::data::Task;
 use crate::report::figures::{self, Labels};
 use crate::report::gather::{InputInfo, RunSource};
@@ -58,7 +58,7 @@ struct ReportParams {
 
 /// A configured report stage.
 #[derive(Debug)]
-struct ReportStage {
+struct ReportJob {
     title: String,
     command: String,
     reference_e: Option<f64>,
@@ -66,7 +66,7 @@ struct ReportStage {
     d_unit: Option<String>,
 }
 
-fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stage>, ParamError> {
+fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>, ParamError> {
     let p: ReportParams = super::parse_params(params)?;
     if cx.input_kinds.is_empty() {
         return Err(ParamError::new(
@@ -81,7 +81,7 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stag
     if p.title.as_deref().is_some_and(|t| t.trim().is_empty()) {
         return Err(ParamError::at("title", "expected a non-empty title"));
     }
-    Ok(Box::new(ReportStage {
+    Ok(Box::new(ReportJob {
         title: p.title.unwrap_or_else(|| "Scaling-law report".into()),
         command: p
             .command
@@ -92,7 +92,7 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stag
     }))
 }
 
-impl Stage for ReportStage {
+impl Job for ReportJob {
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
         let inputs = ctx
             .inputs()

@@ -10,7 +10,7 @@
 use serde::Deserialize;
 
 use super::{
-    parse_params, ConfigureContext, Kind, ParamError, Resources, Stage, StageContext, StageError,
+    parse_params, ConfigureContext, Job, Kind, ParamError, Resources, StageContext, StageError,
 };
 use crate::data::{self, DatasetMeta};
 use crate::train::adamw::AdamWConfig;
@@ -249,11 +249,11 @@ impl RunParams {
 
 /// A configured `train` stage.
 #[derive(Debug)]
-pub struct TrainStage {
+pub struct TrainJob {
     params: TrainParams,
 }
 
-fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stage>, ParamError> {
+fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>, ParamError> {
     let parsed = TrainParams::parse(params)?;
     if cx.input_kinds.len() != 1 || !cx.input_kinds[0].starts_with("dataset.") {
         return Err(ParamError::new(format!(
@@ -261,10 +261,10 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stag
             cx.input_kinds.join(", ")
         )));
     }
-    Ok(Box::new(TrainStage { params: parsed }))
+    Ok(Box::new(TrainJob { params: parsed }))
 }
 
-impl Stage for TrainStage {
+impl Job for TrainJob {
     fn resources(&self) -> Resources {
         Resources {
             threads: self.params.run.threads,

@@ -9,7 +9,7 @@ use scalepipe::data::{
     read_meta, read_offsets, read_parquet, read_table, read_tokens, DatasetMeta, Split, Targets,
     Task,
 };
-use scalepipe::stages::{kind, ConfigureContext, ParamError, Stage, StageContext};
+use scalepipe::stages::{kind, ConfigureContext, Job, ParamError, StageContext};
 use tempfile::TempDir;
 
 /// The project's sample datasets.
@@ -17,7 +17,7 @@ fn samples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets")
 }
 
-fn configure(kind_name: &str, params: &str, base: &Path) -> Result<Box<dyn Stage>, ParamError> {
+fn configure(kind_name: &str, params: &str, base: &Path) -> Result<Box<dyn Job>, ParamError> {
     let params: toml::Table = toml::from_str(params).expect("test params are TOML");
     let kind = kind(kind_name).unwrap_or_else(|| panic!("kind {kind_name} is registered"));
     let cx = ConfigureContext {

@@ -349,7 +349,7 @@ fn configure(
     params: &str,
     base: &Path,
     input_kinds: &[String],
-) -> Result<Box<dyn stages::Stage>, stages::ParamError> {
+) -> Result<Box<dyn stages::Job>, stages::ParamError> {
     let table: toml::Table = params.parse().unwrap();
     let kind = stages::kind("fit").expect("fit is registered");
     (kind.configure)(

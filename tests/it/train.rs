@@ -549,7 +549,7 @@ mod stages {
     use scalepipe::data::{
         write_meta, write_table, write_tokens, Columns, DatasetMeta, Split, Task,
     };
-    use scalepipe::stages::{kind, ConfigureContext, InputRef, Stage, StageContext};
+    use scalepipe::stages::{kind, ConfigureContext, InputRef, Job, StageContext};
     use std::path::Path;
     use std::sync::atomic::AtomicBool;
 
@@ -609,7 +609,7 @@ mod stages {
         write_meta(dir, &meta).unwrap();
     }
 
-    fn configure(kind_name: &str, params: &str, inputs: &[&str]) -> Result<Box<dyn Stage>, String> {
+    fn configure(kind_name: &str, params: &str, inputs: &[&str]) -> Result<Box<dyn Job>, String> {
         let table: toml::Table = params.parse().unwrap();
         let input_kinds: Vec<String> = inputs.iter().map(|s| s.to_string()).collect();
         let cx = ConfigureContext {
@@ -631,7 +631,7 @@ mod stages {
         }
     }
 
-    fn run_stage(stage: &dyn Stage, params: &str, inputs: &[InputRef], out: &Path, threads: usize) {
+    fn run_stage(stage: &dyn Job, params: &str, inputs: &[InputRef], out: &Path, threads: usize) {
         let table: toml::Table = params.parse().unwrap();
         let cancel = AtomicBool::new(false);
         let last = std::sync::Mutex::new(String::new());

@@ -8,7 +8,7 @@
 //! it writes `source.parquet`, the whole table with its original column names.
 
 use super::table;
-use crate::stages::{ConfigureContext, Kind, ParamError, Stage};
+use crate::stages::{ConfigureContext, Job, Kind, ParamError};
 
 pub const KIND: Kind = Kind {
     name: "dataset.csv",
@@ -19,6 +19,6 @@ pub const KIND: Kind = Kind {
     configure,
 };
 
-fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stage>, ParamError> {
+fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>, ParamError> {
     table::configure(KIND.name, true, params, cx)
 }

@@ -16,7 +16,7 @@ use super::subsample::nested_subsample;
 use super::{json, new_meta, InputFile};
 use crate::data::{write_meta, write_table, Columns, DataError, Split, Table, Targets, Task};
 use crate::stages::{
-    parse_params, ConfigureContext, Kind, ParamError, Stage, StageContext, StageError,
+    parse_params, ConfigureContext, Job, Kind, ParamError, StageContext, StageError,
 };
 
 pub const KIND: Kind = Kind {
@@ -44,7 +44,7 @@ struct Params {
 }
 
 #[derive(Debug)]
-struct IdxStage {
+struct IdxJob {
     images: InputFile,
     labels: InputFile,
     split: SplitSpec,
@@ -52,10 +52,10 @@ struct IdxStage {
     seed: u64,
 }
 
-fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stage>, ParamError> {
+fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>, ParamError> {
     let p: Params = parse_params(params)?;
     p.split.validate()?;
-    Ok(Box::new(IdxStage {
+    Ok(Box::new(IdxJob {
         images: InputFile::existing("images", &p.images, cx)?,
         labels: InputFile::existing("labels", &p.labels, cx)?,
         split: p.split,
@@ -143,7 +143,7 @@ fn read_idx(path: &Path) -> Result<Idx, DataError> {
     parse_idx(path, bytes)
 }
 
-impl Stage for IdxStage {
+impl Job for IdxJob {
     fn files(&self) -> Vec<PathBuf> {
         vec![self.images.path.clone(), self.labels.path.clone()]
     }

@@ -23,7 +23,7 @@ use super::subsample::{seeded_rng, stream};
 use super::{json, new_meta, tick};
 use crate::data::{write_meta, write_offsets, write_tokens, Split, Task};
 use crate::stages::{
-    parse_params, ConfigureContext, Kind, ParamError, Stage, StageContext, StageError,
+    parse_params, ConfigureContext, Job, Kind, ParamError, StageContext, StageError,
 };
 
 pub const KIND: Kind = Kind {
@@ -71,7 +71,7 @@ fn default_zipf() -> f64 {
 }
 
 #[derive(Debug)]
-struct MarkovStage {
+struct MarkovJob {
     tokens: usize,
     val: usize,
     test: usize,
@@ -81,7 +81,7 @@ struct MarkovStage {
     seed: u64,
 }
 
-fn configure(params: &toml::Table, _cx: &ConfigureContext) -> Result<Box<dyn Stage>, ParamError> {
+fn configure(params: &toml::Table, _cx: &ConfigureContext) -> Result<Box<dyn Job>, ParamError> {
     let p: Params = parse_params(params)?;
     p.split.validate()?;
     let (val, test) = p
@@ -106,7 +106,7 @@ fn configure(params: &toml::Table, _cx: &ConfigureContext) -> Result<Box<dyn Sta
             ),
         ));
     }
-    Ok(Box::new(MarkovStage {
+    Ok(Box::new(MarkovJob {
         tokens: p.tokens.0 as usize,
         val,
         test,
@@ -274,7 +274,7 @@ impl MarkovChain {
     }
 }
 
-impl Stage for MarkovStage {
+impl Job for MarkovJob {
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
         let chain = MarkovChain::new(self.vocab, self.order, self.zipf, self.seed);
         ctx.progress(0, 1, "stationary distribution");

@@ -5,7 +5,7 @@
 //! the null policy, the split and `n`. Writes `source.parquet` too.
 
 use super::table;
-use crate::stages::{ConfigureContext, Kind, ParamError, Stage};
+use crate::stages::{ConfigureContext, Job, Kind, ParamError};
 
 pub const KIND: Kind = Kind {
     name: "dataset.parquet",
@@ -16,6 +16,6 @@ pub const KIND: Kind = Kind {
     configure,
 };
 
-fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stage>, ParamError> {
+fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>, ParamError> {
     table::configure(KIND.name, false, params, cx)
 }

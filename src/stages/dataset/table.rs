@@ -18,7 +18,7 @@ use super::{json, new_meta, InputFile};
 use crate::data::{
     write_meta, write_parquet, write_table, Columns, DataError, Split, Table, Targets, Task,
 };
-use crate::stages::{parse_params, ConfigureContext, ParamError, Stage, StageContext, StageError};
+use crate::stages::{parse_params, ConfigureContext, Job, ParamError, StageContext, StageError};
 
 /// How a table file becomes a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +77,7 @@ struct TextColumn {
 
 /// A configured table loader.
 #[derive(Debug)]
-pub(super) struct TableStage {
+pub(super) struct TableJob {
     kind: &'static str,
     format: Format,
     file: InputFile,
@@ -97,7 +97,7 @@ pub(super) fn configure(
     csv: bool,
     params: &toml::Table,
     cx: &ConfigureContext,
-) -> Result<Box<dyn Stage>, ParamError> {
+) -> Result<Box<dyn Job>, ParamError> {
     let p: Params = parse_params(params)?;
     p.split.validate()?;
     let file = InputFile::existing("path", &p.path, cx)?;
@@ -187,7 +187,7 @@ pub(super) fn configure(
             ));
         }
     }
-    Ok(Box::new(TableStage {
+    Ok(Box::new(TableJob {
         kind,
         format,
         file,
@@ -202,7 +202,7 @@ pub(super) fn configure(
     }))
 }
 
-impl TableStage {
+impl TableJob {
     fn path(&self) -> &std::path::Path {
         &self.file.path
     }
@@ -467,7 +467,7 @@ fn take(x: &[f32], cols: usize, y: &Targets, idx: &[usize]) -> Table {
     }
 }
 
-impl Stage for TableStage {
+impl Job for TableJob {
     fn files(&self) -> Vec<PathBuf> {
         vec![self.file.path.clone()]
     }

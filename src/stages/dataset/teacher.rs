@@ -21,7 +21,7 @@ use super::subsample::{seeded_rng, stream};
 use super::{json, new_meta, tick};
 use crate::data::{write_meta, write_table, Columns, Split, Table, Targets, Task};
 use crate::stages::{
-    parse_params, ConfigureContext, Kind, ParamError, Stage, StageContext, StageError,
+    parse_params, ConfigureContext, Job, Kind, ParamError, StageContext, StageError,
 };
 
 pub const KIND: Kind = Kind {
@@ -84,7 +84,7 @@ fn default_depth() -> usize {
 
 /// A configured teacher dataset.
 #[derive(Debug)]
-struct TeacherStage {
+struct TeacherJob {
     n: usize,
     val: usize,
     test: usize,
@@ -102,7 +102,7 @@ enum Head {
     Classification { classes: usize, temperature: f64 },
 }
 
-fn configure(params: &toml::Table, _cx: &ConfigureContext) -> Result<Box<dyn Stage>, ParamError> {
+fn configure(params: &toml::Table, _cx: &ConfigureContext) -> Result<Box<dyn Job>, ParamError> {
     let p: Params = parse_params(params)?;
     p.split.validate()?;
     let (val, test) = p
@@ -157,7 +157,7 @@ fn configure(params: &toml::Table, _cx: &ConfigureContext) -> Result<Box<dyn Sta
             }
         }
     };
-    Ok(Box::new(TeacherStage {
+    Ok(Box::new(TeacherJob {
         n: p.n.0 as usize,
         val,
         test,
@@ -215,7 +215,7 @@ struct Teacher {
 }
 
 impl Teacher {
-    fn new(stage: &TeacherStage) -> Teacher {
+    fn new(stage: &TeacherJob) -> Teacher {
         let mut rng = seeded_rng(stage.seed, stream::MODEL);
         let outputs = match stage.head {
             Head::Regression { .. } => 1,
@@ -261,7 +261,7 @@ impl Teacher {
     }
 
     /// Sets `shift` and `scale` from draws of x on the calibration stream.
-    fn standardise(&mut self, stage: &TeacherStage) {
+    fn standardise(&mut self, stage: &TeacherJob) {
         let mut rng = seeded_rng(stage.seed, stream::CALIBRATION);
         let (mut sum, mut sum_sq, mut count) = (0.0, 0.0, 0usize);
         for _ in 0..CALIBRATION_DRAWS {
@@ -329,7 +329,7 @@ fn sample_class(p: &[f64], rng: &mut ChaCha8Rng) -> u32 {
 
 /// One split's table and the mean loss the teacher itself achieves on it.
 fn generate(
-    stage: &TeacherStage,
+    stage: &TeacherJob,
     teacher: &Teacher,
     split: Split,
     rows: usize,
@@ -385,7 +385,7 @@ fn generate(
 }
 
 /// Monte Carlo estimate of E_x[H(softmax)] and its standard error.
-fn bayes_cross_entropy(stage: &TeacherStage, teacher: &Teacher, temperature: f64) -> (f64, f64) {
+fn bayes_cross_entropy(stage: &TeacherJob, teacher: &Teacher, temperature: f64) -> (f64, f64) {
     // Continue the calibration stream past the draws used for standardising.
     let mut rng = seeded_rng(stage.seed, stream::CALIBRATION);
     for _ in 0..CALIBRATION_DRAWS {
@@ -404,7 +404,7 @@ fn bayes_cross_entropy(stage: &TeacherStage, teacher: &Teacher, temperature: f64
     (mean, (var / n).sqrt())
 }
 
-impl Stage for TeacherStage {
+impl Job for TeacherJob {
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
         let teacher = Teacher::new(self);
         let out = ctx.out_dir();

@@ -25,7 +25,7 @@ use super::tokenize::char_vocab;
 use super::{json, new_meta, source_file};
 use crate::data::{write_meta, write_offsets, write_tokens, Split, Task};
 use crate::stages::{
-    parse_params, ConfigureContext, Kind, ParamError, Stage, StageContext, StageError,
+    parse_params, ConfigureContext, Job, Kind, ParamError, StageContext, StageError,
 };
 
 pub const KIND: Kind = Kind {
@@ -84,7 +84,7 @@ struct CorpusFile {
 }
 
 #[derive(Debug)]
-struct TextStage {
+struct TextJob {
     files: Vec<CorpusFile>,
     tokenizer: Tokenizer,
     tokens: Option<u64>,
@@ -94,7 +94,7 @@ struct TextStage {
     seed: u64,
 }
 
-fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stage>, ParamError> {
+fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>, ParamError> {
     let p: Params = parse_params(params)?;
     p.split.validate()?;
     if p.block == 0 {
@@ -127,7 +127,7 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Stag
             ),
         ));
     }
-    Ok(Box::new(TextStage {
+    Ok(Box::new(TextJob {
         files,
         tokenizer: p.tokenizer,
         tokens: p.tokens.map(|c| c.0),
@@ -197,7 +197,7 @@ fn check_text(bytes: &[u8]) -> Result<&str, String> {
     })
 }
 
-impl TextStage {
+impl TextJob {
     /// Reads every file; returns the texts used and why the others were not,
     /// each by index into `files`.
     #[allow(clippy::type_complexity)]
@@ -243,7 +243,7 @@ impl TextStage {
     }
 }
 
-impl Stage for TextStage {
+impl Job for TextJob {
     fn files(&self) -> Vec<PathBuf> {
         self.files.iter().map(|f| f.path.clone()).collect()
     }
