@@ -213,9 +213,9 @@ sweep = { d = [10, 20], lr = [0.1, 0.01] }
     assert_eq!(plan["stages"].as_array().unwrap().len(), 2 + 4 + 4 + 1 + 2);
 }
 
-/// Shell text that waits, polling, until `count` files are in `dir`; after a
-/// generous minute it gives up and fails the stage, so a broken engine fails the
-/// test instead of hanging it.
+/// Shell text that waits, polling, until `count` files are in `dir`; after 3000
+/// polls (a minute or more) it gives up and fails the stage, so a broken engine
+/// fails the test instead of hanging it.
 fn wait_for_files(dir: &std::path::Path, count: usize) -> String {
     format!(
         "n=0; while [ $(ls {dir} | wc -l) -lt {count} ]; do n=$((n+1)); if [ $n -ge 3000 ]; then echo gave up waiting for {count} files in {dir}; exit 1; fi; sleep 0.02; done",
@@ -313,11 +313,20 @@ cmd = "sleep 0.2; echo ok > ok.txt"
     assert!(!ws.join(&format!(".scalepipe/cache/{fp}")).exists());
     let log_rel = format!(".scalepipe/failed/{fp}/log.txt");
     let log = ws.read(&log_rel);
-    assert_eq!(
-        log,
-        "$ echo about to fail; exit 3\nabout to fail\nerror: command `echo about to fail; exit 3` exited with exit status: 3\nabout to fail\n",
-        "{log_rel}"
+    // The command, what it printed, then the error (which repeats the output's
+    // tail): "$ echo ..", "about to fail", "error: command `..` exited with
+    // exit status: 3", "about to fail".
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 4, "{log_rel}:\n{log}");
+    assert_eq!(lines[0], "$ echo about to fail; exit 3", "{log_rel}");
+    assert_eq!(lines[1], "about to fail", "{log_rel}");
+    assert!(
+        lines[2].starts_with("error: command `echo about to fail; exit 3` exited with")
+            && lines[2].ends_with('3'),
+        "{log_rel}: {}",
+        lines[2]
     );
+    assert_eq!(lines[3], "about to fail", "{log_rel}");
     assert_eq!(
         ws.read(&format!(".scalepipe/failed/{fp}/command.log")),
         "about to fail\n"
