@@ -162,19 +162,96 @@ mod tests {
     #[test]
     fn fingerprint_depends_on_every_field() {
         let params = |v| CanonicalJson::of_json(&serde_json::json!({ "a": v }));
-        let base = CacheKey::new("command", 1, params(1), vec![], vec![]);
+        let file = |path: &str, blake3: &str| FileHash {
+            path: path.into(),
+            blake3: blake3.into(),
+        };
+        let base = CacheKey::new(
+            "command",
+            1,
+            params(1),
+            vec!["in".into()],
+            vec![file("data.csv", "aaaa")],
+        );
         let fp = base.fingerprint();
         assert_eq!(fp, base.clone().fingerprint());
+        assert_eq!(fp.len(), 32);
+        // The fields, spelled out: a field added to the key without a case here
+        // fails to compile.
+        let CacheKey {
+            engine: _,
+            kind: _,
+            kind_version: _,
+            params: _,
+            inputs: _,
+            files: _,
+        } = &base;
+        type Change = fn(&mut CacheKey);
+        let changes: [(&str, Change, &str); 9] = [
+            ("engine", |k| k.engine += 1, "stage kind version changed"),
+            (
+                "kind",
+                |k| k.kind = Cow::Borrowed("train"),
+                "stage kind version changed",
+            ),
+            (
+                "kind_version",
+                |k| k.kind_version = 2,
+                "stage kind version changed",
+            ),
+            (
+                "params",
+                |k| k.params = CanonicalJson::of_json(&serde_json::json!({ "a": 2 })),
+                "params changed",
+            ),
+            (
+                "inputs: another",
+                |k| k.inputs.push("x".into()),
+                "input changed",
+            ),
+            (
+                "inputs: changed",
+                |k| k.inputs[0] = "other".into(),
+                "input changed",
+            ),
+            (
+                "files: content",
+                |k| k.files[0].blake3 = "bbbb".into(),
+                "file changed: data.csv",
+            ),
+            (
+                "files: path",
+                |k| k.files[0].path = "other.csv".into(),
+                "file changed: other.csv",
+            ),
+            (
+                "files: another",
+                |k| {
+                    k.files.push(FileHash {
+                        path: "more.csv".into(),
+                        blake3: "cccc".into(),
+                    })
+                },
+                "file changed: more.csv",
+            ),
+        ];
+        let mut seen = vec![fp.clone()];
+        for (what, change, reason) in changes {
+            let mut other = base.clone();
+            change(&mut other);
+            let other_fp = other.fingerprint();
+            assert!(
+                !seen.contains(&other_fp),
+                "{what}: fingerprint did not change"
+            );
+            seen.push(other_fp);
+            assert_eq!(other.change_from(&base), reason, "{what}");
+        }
+        // A file dropped from the key changes it too.
         let mut other = base.clone();
-        other.params = params(2);
+        other.files.clear();
         assert_ne!(other.fingerprint(), fp);
-        let mut other = base.clone();
-        other.inputs.push("x".into());
-        assert_ne!(other.fingerprint(), fp);
-        assert_eq!(other.change_from(&base), "input changed");
-        let mut other = base.clone();
-        other.kind_version = 2;
-        assert_ne!(other.fingerprint(), fp);
+        assert_eq!(base.change_from(&base), "not in the store");
     }
 
     /// A key written compactly (pipeline state) or pretty-printed (manifests)

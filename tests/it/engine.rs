@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{ids, Workspace};
+use crate::harness::{ids, Timeline, Workspace};
 
 /// A sweep of three command stages fanning into one aggregate, with a file dep.
 const SWEEP: &str = r#"
@@ -213,33 +213,60 @@ sweep = { d = [10, 20], lr = [0.1, 0.01] }
     assert_eq!(plan["stages"].as_array().unwrap().len(), 2 + 4 + 4 + 1 + 2);
 }
 
+/// Shell text that waits, polling, until `count` files are in `dir`; after 3000
+/// polls (a minute or more) it gives up and fails the stage, so a broken engine
+/// fails the test instead of hanging it.
+fn wait_for_files(dir: &std::path::Path, count: usize) -> String {
+    format!(
+        "n=0; while [ $(ls {dir} | wc -l) -lt {count} ]; do n=$((n+1)); if [ $n -ge 3000 ]; then echo gave up waiting for {count} files in {dir}; exit 1; fi; sleep 0.02; done",
+        dir = dir.display()
+    )
+}
+
 #[test]
 fn independent_stages_run_in_parallel_within_the_jobs_budget() {
+    // Four stages that each wait until all four have started: they finish only
+    // if --jobs 4 runs them at the same time (run one by one, the first gives up).
     let ws = Workspace::new();
+    let barrier = ws.join("barrier");
+    std::fs::create_dir_all(&barrier).unwrap();
+    let cmd = format!(
+        "touch {}/arrived.$SCALEPIPE_PARAM_I; {}",
+        barrier.display(),
+        wait_for_files(&barrier, 4)
+    );
     ws.write(
         "p.toml",
-        "[pipeline]\nname = \"par\"\n[stages.s]\nkind = \"command\"\ncmd = \"sleep 0.6\"\nsweep = { i = [1, 2, 3, 4] }\n",
+        &format!("[pipeline]\nname = \"par\"\n[stages.s]\nkind = \"command\"\ncmd = '{cmd}'\nsweep = {{ i = [1, 2, 3, 4] }}\n"),
     );
-    let start = Instant::now();
-    ws.run(&["run", "p.toml", "--jobs", "4", "--force"])
-        .success();
-    let parallel = start.elapsed();
-    assert!(
-        parallel < Duration::from_millis(1500),
-        "4 x 0.6 s with --jobs 4 took {parallel:?}"
+    let out = ws.run(&["run", "p.toml", "--jobs", "4", "--force", "--json"]);
+    assert_eq!(
+        out.code, 0,
+        "the four stages did not all run at once: {out:#?}"
     );
+    assert_eq!(ids(&out.json(), "executed").len(), 4);
 
-    // Stages that declare 2 threads each fit one at a time into --jobs 2.
+    // Stages that declare 2 threads each fit one at a time into --jobs 2: their
+    // start/end markers never overlap.
+    let events = ws.join("events.txt");
     ws.write(
         "q.toml",
-        "[pipeline]\nname = \"wide\"\n[stages.s]\nkind = \"command\"\ncmd = \"sleep 0.4\"\nthreads = 2\nsweep = { i = [1, 2, 3] }\n",
+        &format!(
+            "[pipeline]\nname = \"wide\"\n[stages.s]\nkind = \"command\"\ncmd = '{}'\nthreads = 2\nsweep = {{ i = [1, 2, 3] }}\n",
+            Timeline::wrap(&events, "sleep 0.1")
+        ),
     );
-    let start = Instant::now();
-    ws.run(&["run", "q.toml", "--jobs", "2"]).success();
-    let serial = start.elapsed();
-    assert!(
-        serial >= Duration::from_millis(1200),
-        "three 2-thread stages under --jobs 2 overlapped: {serial:?}"
+    let run = ws
+        .run(&["run", "q.toml", "--jobs", "2", "--json"])
+        .success()
+        .json();
+    let timeline = Timeline::read(&events);
+    assert_eq!(timeline.ids(), ids(&run, "executed"));
+    assert_eq!(timeline.ids().len(), 3);
+    assert_eq!(
+        timeline.max_in_flight(|_| 2),
+        2,
+        "three 2-thread stages under --jobs 2 overlapped: {timeline:#?}"
     );
 }
 
@@ -271,9 +298,40 @@ cmd = "sleep 0.2; echo ok > ok.txt"
     assert_eq!(ids(&json, "executed"), vec!["good"]);
     assert!(out.stderr.contains("about to fail"), "{}", out.stderr);
     assert!(out.stderr.contains("exited with"), "{}", out.stderr);
-    // The log of the failure is kept.
-    let record = ws.read("results/fail/run.json");
-    assert!(record.contains("\"failed\""));
+    // The failed attempt is kept, outside the cache, with a log holding the
+    // command, its output and the error; the message names that log.
+    let record: serde_json::Value =
+        serde_json::from_str(&ws.read("results/fail/run.json")).unwrap();
+    let bad = record["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == "bad")
+        .expect("bad in the run record");
+    assert_eq!(bad["status"], "failed", "{bad}");
+    let fp = bad["fingerprint"].as_str().unwrap();
+    assert!(!ws.join(&format!(".scalepipe/cache/{fp}")).exists());
+    let log_rel = format!(".scalepipe/failed/{fp}/log.txt");
+    let log = ws.read(&log_rel);
+    // The command, what it printed, then the error (which repeats the output's
+    // tail): "$ echo ..", "about to fail", "error: command `..` exited with
+    // exit status: 3", "about to fail".
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 4, "{log_rel}:\n{log}");
+    assert_eq!(lines[0], "$ echo about to fail; exit 3", "{log_rel}");
+    assert_eq!(lines[1], "about to fail", "{log_rel}");
+    assert!(
+        lines[2].starts_with("error: command `echo about to fail; exit 3` exited with")
+            && lines[2].ends_with('3'),
+        "{log_rel}: {}",
+        lines[2]
+    );
+    assert_eq!(lines[3], "about to fail", "{log_rel}");
+    assert_eq!(
+        ws.read(&format!(".scalepipe/failed/{fp}/command.log")),
+        "about to fail\n"
+    );
+    assert!(out.stderr.contains(&log_rel), "{}", out.stderr);
 
     // Without --keep-going, nothing after the failure starts (one job: `bad`
     // comes first in the file).
@@ -309,21 +367,14 @@ cmd = "echo partial > part.txt; sleep 30; echo finished >> part.txt"
     );
     let mut child = ws.spawn(&["run", "p.toml", "--jobs", "1"]);
     // Wait until the slow stage has written into its temporary entry.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let tmp = ws.join(".scalepipe/tmp");
-        let writing = std::fs::read_dir(&tmp)
+    wait_until("the slow stage to write into its temporary entry", || {
+        std::fs::read_dir(ws.join(".scalepipe/tmp"))
             .map(|d| {
                 d.filter_map(Result::ok)
                     .any(|e| e.path().join("out/part.txt").is_file())
             })
-            .unwrap_or(false);
-        if writing {
-            break;
-        }
-        assert!(Instant::now() < deadline, "slow stage never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+            .unwrap_or(false)
+    });
     child.kill().expect("kill");
     child.wait().expect("wait");
     // Only `quick` is committed; the half-written `slow` is not an entry.
@@ -352,26 +403,70 @@ cmd = "echo partial > part.txt; sleep 30; echo finished >> part.txt"
 
 #[test]
 fn two_concurrent_runs_on_one_workspace_wait_for_each_other() {
+    // The first run's stages hold until `release` exists, so the first run is
+    // certainly busy, holding the lock, while the second one starts.
     let ws = Workspace::new();
+    let started = ws.join("started");
+    let gate = ws.join("gate");
+    std::fs::create_dir_all(&gate).unwrap();
+    let cmd = format!(
+        "touch {started}; {wait}; echo $SCALEPIPE_PARAM_I > i.txt",
+        started = started.display(),
+        wait = wait_for_files(&gate, 1)
+    );
     ws.write(
         "p.toml",
-        "[pipeline]\nname = \"lock\"\n[stages.s]\nkind = \"command\"\ncmd = \"sleep 0.5; echo $SCALEPIPE_PARAM_I > i.txt\"\nsweep = { i = [1, 2, 3, 4] }\n",
+        &format!("[pipeline]\nname = \"lock\"\n[stages.s]\nkind = \"command\"\ncmd = '{cmd}'\nsweep = {{ i = [1, 2, 3, 4] }}\n"),
     );
     let a = ws.spawn(&["run", "p.toml", "--jobs", "2", "--json"]);
-    std::thread::sleep(Duration::from_millis(150));
-    let b = ws.spawn(&["run", "p.toml", "--jobs", "2", "--json"]);
+    wait_until("the first run to start a stage", || started.exists());
+    let mut b = ws.spawn(&["run", "p.toml", "--jobs", "2", "--json"]);
+    // Read b's stderr until it says it waits; keep the rest for the end.
+    let b_stderr = b.stderr.take().unwrap();
+    let (said_waiting, heard) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut text = String::new();
+        for line in std::io::BufReader::new(b_stderr).lines() {
+            let line = line.expect("stderr is text");
+            if line.contains("waiting for another scalepipe run") {
+                let _ = said_waiting.send(());
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    let waited = heard.recv_timeout(Duration::from_secs(60));
+    // Let the first run finish whatever happened, so nothing is left hanging.
+    std::fs::write(gate.join("release"), "").unwrap();
     let a = a.wait_with_output().expect("a");
     let b = b.wait_with_output().expect("b");
-    assert!(a.status.success() && b.status.success());
-    let a: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
-    let b_json: serde_json::Value = serde_json::from_slice(&b.stdout).unwrap();
-    // Whoever ran second found everything cached: no stage ran twice.
-    assert_eq!(
-        ids(&a, "executed").len() + ids(&b_json, "executed").len(),
-        4
+    let b_stderr = reader.join().expect("reader");
+    assert!(
+        waited.is_ok(),
+        "the second run did not wait for the first: {b_stderr}"
     );
-    assert!(String::from_utf8_lossy(&b.stderr).contains("waiting for another scalepipe run"));
+    assert!(
+        a.status.success() && b.status.success(),
+        "{a:?}\n{b_stderr}"
+    );
+    let a: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
+    let b: serde_json::Value = serde_json::from_slice(&b.stdout).unwrap();
+    // The first ran everything; the second, let in after it, found it cached.
+    assert_eq!(ids(&a, "executed").len(), 4, "{a}");
+    assert!(ids(&b, "executed").is_empty(), "{b}");
+    assert_eq!(ids(&b, "cached").len(), 4, "{b}");
     assert_eq!(ws.entries().len(), 4);
+}
+
+/// Polls `done` every 20 ms until it holds; fails after a generous minute.
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -452,17 +547,14 @@ fn ctrl_c_stops_the_run_cleanly_with_exit_130() {
         "[pipeline]\nname = \"int\"\n[stages.slow]\nkind = \"command\"\ncmd = \"touch started; sleep 30\"\n",
     );
     let child = ws.spawn(&["run", "p.toml"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_dir(ws.join(".scalepipe/tmp"))
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .any(|e| e.path().join("out/started").exists())
-        })
-        .unwrap_or(false)
-    {
-        assert!(Instant::now() < deadline, "stage never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the stage to start", || {
+        std::fs::read_dir(ws.join(".scalepipe/tmp"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .any(|e| e.path().join("out/started").exists())
+            })
+            .unwrap_or(false)
+    });
     let start = Instant::now();
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -470,9 +562,12 @@ fn ctrl_c_stops_the_run_cleanly_with_exit_130() {
         .expect("kill runs");
     assert!(status.success());
     let out = child.wait_with_output().expect("wait");
+    // Promptly: well before the 30 s the stage would otherwise sleep (the
+    // bound is loose so a loaded machine does not fail it).
     assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "did not stop promptly"
+        start.elapsed() < Duration::from_secs(20),
+        "did not stop promptly: {:?}",
+        start.elapsed()
     );
     assert_eq!(out.status.code(), Some(130));
     assert!(ws.entries().is_empty());

@@ -120,11 +120,16 @@ fn reproduces_besiroglu_on_the_chinchilla_data() {
     for ((name, besiroglu), (_, hoffmann)) in BESIROGLU.iter().zip(HOFFMANN.iter()) {
         let got = report.parameters.get(name).unwrap().value;
         let rel = got / besiroglu - 1.0;
-        // The bar: exponents and E within 1%, coefficients within 10%
-        // (A and B trade off against the exponents along a flat valley).
+        // The bar was exponents and E within 1%, coefficients within
+        // 10% (A and B trade off against the exponents along a flat valley).
+        // The fit is deterministic and lands at A -0.87%, B +2.78%, E -0.15%,
+        // alpha -0.14%, beta +0.38% from their table; each bound leaves about
+        // twice that, so a drift along the valley fails.
         let tolerance = match *name {
-            "A" | "B" => 0.10,
-            _ => 0.01,
+            "A" => 0.02,
+            "B" => 0.05,
+            "beta" => 0.008,
+            _ => 0.004,
         };
         println!(
             "{name:>9} {got:>9.4} {besiroglu:>9.4} ({:+.2}%) {hoffmann:>9.4} ({:+.1}%)",
@@ -198,8 +203,11 @@ fn recovers_an_exact_law() {
     let report = fit_synthetic(&runs, None, None);
     for (name, truth) in NAMES.iter().zip(TRUTH) {
         let got = report.parameters.get(name).unwrap().value;
+        println!("{name}: relative error {:e}", got / truth - 1.0);
+        // Measured: at most 1e-14 (machine precision); 1e-8 leaves room for
+        // another platform's floating point, not for a poorly converged fit.
         assert!(
-            (got / truth - 1.0).abs() < 1e-5,
+            (got / truth - 1.0).abs() < 1e-8,
             "{name}: {got} vs true {truth}"
         );
     }
@@ -422,22 +430,57 @@ grid = {{ a = [5.0, 10.0], b = [5.0, 10.0], e = [0.0, 1.0] }}
         .as_str()
         .unwrap()
         .contains("highest losses"));
+    let value = |name: &str| fit["parameters"][name]["value"].as_f64().unwrap();
+    // The same optimum as `reproduces_besiroglu_on_the_chinchilla_data`
+    // (alpha 0.34731, E 1.8172 there); the smaller grid must not move it.
     let alpha = &fit["parameters"]["alpha"];
+    assert!((value("alpha") - 0.3473).abs() < 2e-4, "{alpha}");
     assert!(
-        (alpha["value"].as_f64().unwrap() - 0.3473).abs() < 1e-3,
-        "{alpha}"
+        (value("E") - 1.8172).abs() < 1e-3,
+        "{}",
+        fit["parameters"]["E"]
     );
-    assert!(alpha["lo"].as_f64().unwrap() < alpha["hi"].as_f64().unwrap());
+    // The bootstrap interval (40 replicates: [0.3207, 0.3705]) holds the estimate.
+    let (lo, hi) = (alpha["lo"].as_f64().unwrap(), alpha["hi"].as_f64().unwrap());
+    assert!(lo < value("alpha") && value("alpha") < hi, "{alpha}");
+    assert!(hi - lo < 0.2, "{alpha}");
+    // The compute-optimal allocation at C = 5.76e23, worked out here from the
+    // fitted law: N_opt = G (C/6)^a with a = beta/(alpha+beta) and
+    // G = (alpha A / (beta B))^(1/(alpha+beta)), D_opt = C/6/N_opt
+    // (about 7.32e10 parameters and 17.9 tokens per parameter).
     let budget = &fit["derived"]["budgets"][0];
-    let tpp = budget["tokens_per_param"]["value"].as_f64().unwrap();
-    assert!(tpp > 1.0 && tpp < 1000.0, "{budget}");
+    let (big_a, big_b, a_exp, b_exp) = (value("A"), value("B"), value("alpha"), value("beta"));
+    let c6: f64 = 5.76e23 / 6.0;
+    let g = (a_exp * big_a / (b_exp * big_b)).powf(1.0 / (a_exp + b_exp));
+    let n_opt = g * c6.powf(b_exp / (a_exp + b_exp));
+    let d_opt = c6 / n_opt;
+    let close = |got: f64, want: f64| (got / want - 1.0).abs() < 1e-9;
+    let got = |key: &str| budget[key]["value"].as_f64().unwrap();
+    assert!(close(got("n_opt"), n_opt), "n_opt {n_opt}: {budget}");
+    assert!(close(got("d_opt"), d_opt), "d_opt {d_opt}: {budget}");
+    assert!(close(got("tokens_per_param"), d_opt / n_opt), "{budget}");
+    let loss = value("E") + big_a / n_opt.powf(a_exp) + big_b / d_opt.powf(b_exp);
+    assert!(close(got("loss"), loss), "loss {loss}: {budget}");
+    assert!((d_opt / n_opt - 17.92).abs() < 0.05, "tokens per parameter");
+    // Holding out the 20 largest models, the rest predict them to 1.39% on
+    // average and 3.49% at worst.
     let holdout = &fit["holdout"];
     assert_eq!(holdout["n_held_out"], 20);
+    assert_eq!(holdout["n_fit"], 220);
+    let mean = holdout["mean_rel_error"].as_f64().unwrap();
+    let max = holdout["max_rel_error"].as_f64().unwrap();
+    assert!(mean < 0.02 && max < 0.05, "{holdout}");
+    // IsoFLOP profiles: 36 bands, 22 with enough runs for a minimum; their
+    // exponent (0.5085) agrees with the parametric fit's a (0.5139).
+    let bands = fit["isoflop"]["bands"].as_array().unwrap();
+    let used = bands.iter().filter(|b| b["used"] == true).count();
+    assert_eq!((bands.len(), used), (36, 22));
+    let iso_a = fit["isoflop"]["a"].as_f64().unwrap();
+    let fit_a = fit["derived"]["a"]["value"].as_f64().unwrap();
     assert!(
-        holdout["mean_rel_error"].as_f64().unwrap() < 0.1,
-        "{holdout}"
+        (iso_a - fit_a).abs() < 0.02,
+        "isoflop a {iso_a}, fit a {fit_a}"
     );
-    assert!(fit["isoflop"]["bands"].as_array().unwrap().len() > 3);
 
     let df = table::read_file(&out1.join("predictions.parquet")).unwrap();
     assert_eq!(df.height(), 245);
@@ -506,7 +549,10 @@ fn stage_fits_eval_metrics_with_irreducible_loss() {
     assert_eq!(excluded[0]["reason"], "diverged");
     assert_eq!(excluded[1]["reason"], "loss is missing");
     let alpha = fit["parameters"]["alpha"]["value"].as_f64().unwrap();
-    assert!((alpha - 0.3).abs() < 1e-6, "alpha {alpha}");
+    println!("alpha error {:e}", alpha - 0.3);
+    // Measured: exact (the data are noiseless and E is fixed, a straight line
+    // in log-log); 1e-9 allows for rounding only.
+    assert!((alpha - 0.3).abs() < 1e-9, "alpha {alpha}");
     let df = table::read_file(&out.join("predictions.parquet")).unwrap();
     let params = df.column("params").unwrap().str().unwrap();
     assert_eq!(params.get(0), Some("{\"width\":8}"));
@@ -554,8 +600,10 @@ fn stage_reads_a_table_stage_source_parquet() {
         serde_json::from_slice(&std::fs::read(out.join("fit.json")).unwrap()).unwrap();
     let beta = fit["parameters"]["beta"]["value"].as_f64().unwrap();
     let e = fit["parameters"]["E"]["value"].as_f64().unwrap();
+    println!("beta error {:e}, E error {:e}", beta - 0.25, e - 1.2);
+    // Measured: errors below 1e-15 on noiseless data; 1e-9 allows for rounding.
     assert!(
-        (beta - 0.25).abs() < 1e-5 && (e - 1.2).abs() < 1e-5,
+        (beta - 0.25).abs() < 1e-9 && (e - 1.2).abs() < 1e-9,
         "{fit}"
     );
 }

@@ -138,3 +138,98 @@ impl Workspace {
         out
     }
 }
+
+/// `start <id>` and `end <id>` lines that command stages append to one shared
+/// file, in the order they were written (each append of one short line is
+/// atomic). A stage's markers lie inside the time the engine counts it as
+/// running (started after it was launched, ended before it was reaped), so
+/// overlaps seen here happened, and an order seen here is the real one.
+#[derive(Debug)]
+pub struct Timeline {
+    /// (is a start, instance id), in file order.
+    pub events: Vec<(bool, String)>,
+}
+
+impl Timeline {
+    /// Shell text that runs `body` between the two markers of `$SCALEPIPE_ID`,
+    /// appended to `file`.
+    pub fn wrap(file: &Path, body: &str) -> String {
+        let f = file.display();
+        format!("echo \"start $SCALEPIPE_ID\" >> {f}; {body}; echo \"end $SCALEPIPE_ID\" >> {f}")
+    }
+
+    pub fn read(file: &Path) -> Timeline {
+        let text = std::fs::read_to_string(file)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+        let events = text
+            .lines()
+            .map(|line| match line.split_once(' ') {
+                Some(("start", id)) => (true, id.to_string()),
+                Some(("end", id)) => (false, id.to_string()),
+                _ => panic!("not a marker line: {line:?}"),
+            })
+            .collect();
+        Timeline { events }
+    }
+
+    /// Index of the one start (or end) marker of `id`.
+    pub fn position(&self, start: bool, id: &str) -> usize {
+        let found: Vec<usize> = (0..self.events.len())
+            .filter(|&k| self.events[k].0 == start && self.events[k].1 == id)
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "{} marker of {id}: expected exactly one in {:#?}",
+            if start { "start" } else { "end" },
+            self.events
+        );
+        found[0]
+    }
+
+    /// The instances that left markers, sorted; each must have exactly one
+    /// start followed by exactly one end.
+    pub fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .events
+            .iter()
+            .filter(|(start, _)| *start)
+            .map(|(_, id)| id.clone())
+            .collect();
+        ids.sort();
+        for id in &ids {
+            assert!(
+                self.position(true, id) < self.position(false, id),
+                "{id} ended before it started: {:#?}",
+                self.events
+            );
+        }
+        ids
+    }
+
+    /// Asserts `input` wrote its end marker before `consumer` wrote its start.
+    pub fn assert_before(&self, input: &str, consumer: &str) {
+        assert!(
+            self.position(false, input) < self.position(true, consumer),
+            "{consumer} started before its input {input} finished: {:#?}",
+            self.events
+        );
+    }
+
+    /// The most threads in flight at once, each instance counting
+    /// `threads(id)` from its start marker to its end marker.
+    pub fn max_in_flight(&self, threads: impl Fn(&str) -> usize) -> usize {
+        let (mut now, mut max) = (0usize, 0usize);
+        for (start, id) in &self.events {
+            if *start {
+                now += threads(id);
+                max = max.max(now);
+            } else {
+                now = now
+                    .checked_sub(threads(id))
+                    .unwrap_or_else(|| panic!("{id} ended before it started: {:#?}", self.events));
+            }
+        }
+        max
+    }
+}

@@ -4,7 +4,6 @@
 //! the report is cached and re-rendered exactly when its inputs change.
 
 use super::harness::{ids, Workspace};
-use scalepipe::numfmt::num;
 
 /// Two data sizes x three widths of tiny MLPs; seconds in all.
 fn pipeline(widths: &str) -> String {
@@ -105,6 +104,74 @@ fn png_size(bytes: &[u8]) -> (u32, u32) {
     (be(16), be(20))
 }
 
+/// The part of `text` from `heading` to the next `next` (or the end).
+fn section<'a>(text: &'a str, heading: &str, next: &str) -> &'a str {
+    let start = text
+        .find(heading)
+        .unwrap_or_else(|| panic!("no {heading:?} in\n{text}"))
+        + heading.len();
+    let rest = &text[start..];
+    &rest[..rest.find(next).unwrap_or(rest.len())]
+}
+
+/// The `n` cells after `key` in `text`: each the text between `open` and the
+/// next `close`, in turn.
+fn row_after(text: &str, key: &str, open: &str, close: &str, n: usize) -> Vec<String> {
+    let start = text
+        .find(key)
+        .unwrap_or_else(|| panic!("no {key:?} in\n{text}"))
+        + key.len();
+    let mut rest = &text[start..];
+    let mut cells = Vec::new();
+    for _ in 0..n {
+        let body = rest
+            .strip_prefix(open)
+            .unwrap_or_else(|| panic!("after {key:?}: expected {open:?} at {rest:.80?}"));
+        let end = body
+            .find(close)
+            .unwrap_or_else(|| panic!("after {key:?}: no {close:?}"));
+        cells.push(body[..end].trim().to_string());
+        rest = &body[end + close.len()..];
+    }
+    cells
+}
+
+/// A report cell shows `value`: parsed back, it is within half a unit of its
+/// last digit, four significant digits in plain notation and three in
+/// scientific notation (written independently of the report's formatter).
+fn assert_shows(cell: &str, value: f64, what: &str) {
+    let shown: f64 = cell
+        .parse()
+        .unwrap_or_else(|e| panic!("{what}: cell {cell:?} is not a number: {e}"));
+    let digits = if cell.contains('e') { 3 } else { 4 };
+    let magnitude = if value == 0.0 {
+        0
+    } else {
+        value.abs().log10().floor() as i32
+    };
+    let half_unit = 0.5 * 10f64.powi(magnitude + 1 - digits) * (1.0 + 1e-9);
+    assert!(
+        (shown - value).abs() <= half_unit,
+        "{what}: cell {cell:?} does not show {value} to {digits} significant digits"
+    );
+}
+
+/// Every file under `rel` with its bytes, sorted by path.
+fn files_under(ws: &Workspace, rel: &str) -> Vec<(String, Vec<u8>)> {
+    let root = ws.join(rel);
+    let mut out: Vec<(String, Vec<u8>)> = walkdir::WalkDir::new(&root)
+        .into_iter()
+        .map(|e| e.expect("walk"))
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let path = e.path().strip_prefix(&root).unwrap().display().to_string();
+            (path, std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 #[test]
 fn tiny_pipeline_reports_fits_and_rerenders_only_when_inputs_change() {
     let ws = Workspace::new();
@@ -141,20 +208,49 @@ fn tiny_pipeline_reports_fits_and_rerenders_only_when_inputs_change() {
     assert!(!html.contains("src=\"http") && !html.contains("<img"));
     assert!(html.contains("<h1>tiny report</h1>"));
 
-    // The fitted parameters as the fit wrote them appear in both renderings.
+    // The fitted parameters as the fit wrote them appear in both renderings:
+    // each cell, parsed back, is the fit's number to the precision shown (four
+    // significant digits, three in scientific notation), and so is the
+    // bootstrap interval where there is one.
     for fit in ["fit", "fit_n"] {
         let doc: serde_json::Value =
             serde_json::from_str(&ws.read(&format!("results/tiny/{fit}/fit.json"))).unwrap();
         let params = doc["parameters"].as_object().expect("parameters");
         assert!(params.contains_key("alpha"));
+        // Each fit's own section (both fits have an `A` and an `alpha`).
+        let form = doc["form"].as_str().expect("form");
+        let html_section = section(
+            &html,
+            &format!("<h2>Fit <code>{fit}</code> ({form})</h2>"),
+            "<h2>",
+        );
+        let md_section = section(&md, &format!("## Fit `{fit}` ({form})\n"), "\n## ");
         for (name, est) in params {
-            let value = num(est["value"].as_f64().unwrap());
-            let cell = format!("<td>{name}</td><td>{value}</td>");
-            assert!(html.contains(&cell), "{fit}: no {cell} in the HTML");
-            assert!(
-                md.contains(&format!("| {name} | {value} |")),
-                "{fit}: {name} in md"
+            let what = format!("{fit}: {name}");
+            let value = est["value"].as_f64().unwrap();
+            let html_cells = row_after(
+                html_section,
+                &format!("<td>{name}</td>"),
+                "<td>",
+                "</td>",
+                2,
             );
+            let md_cells = row_after(md_section, &format!("| {name} |"), " ", " |", 2);
+            for cells in [&html_cells, &md_cells] {
+                assert_shows(&cells[0], value, &what);
+                match (est["lo"].as_f64(), est["hi"].as_f64()) {
+                    (Some(lo), Some(hi)) => {
+                        let (l, h) = cells[1]
+                            .strip_prefix('[')
+                            .and_then(|c| c.strip_suffix(']'))
+                            .and_then(|c| c.split_once(", "))
+                            .unwrap_or_else(|| panic!("{what}: interval cell {:?}", cells[1]));
+                        assert_shows(l, lo, &format!("{what} lo"));
+                        assert_shows(h, hi, &format!("{what} hi"));
+                    }
+                    _ => assert_eq!(cells[1], "n/a", "{what}"),
+                }
+            }
         }
     }
     // Bootstrap intervals, the budget's optimum and the hold-out are reported.
@@ -172,10 +268,24 @@ fn tiny_pipeline_reports_fits_and_rerenders_only_when_inputs_change() {
     }
     assert!(md.contains("scalepipe run p.toml") && md.contains("scalepipe plan p.toml"));
 
-    // Nothing changed: nothing runs, and the report is byte-identical.
+    // Nothing changed: nothing runs (every instance is reported and recorded
+    // as cached), and the report's files are byte-identical to a copy taken
+    // before the second run.
+    let before = files_under(&ws, dir);
+    assert!(before.len() >= 2 + 2 * 6, "{before:?}");
     let again = ws.run(&["run", "p.toml", "--json"]).success().json();
     assert_eq!(ids(&again, "executed"), Vec::<String>::new());
-    assert_eq!(ws.read(&format!("{dir}/report.md")), md);
+    let mut all = executed.clone();
+    all.sort();
+    assert_eq!(ids(&again, "cached"), all);
+    let record: serde_json::Value =
+        serde_json::from_str(&ws.read("results/tiny/run.json")).unwrap();
+    let instances = record["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), all.len());
+    for inst in instances {
+        assert_eq!(inst["status"], "cached", "{inst}");
+    }
+    assert!(files_under(&ws, dir) == before, "the cached report changed");
 
     // One width changed: its two runs, both fits and the report; nothing else.
     ws.write("p.toml", &pipeline("[4, 8, 12]"));

@@ -2,7 +2,7 @@
 //! caches stay valid), the parameters and environment stages see, results views
 //! kept current and pruned, and old state read back with the same reasons.
 
-use crate::harness::{ids, Workspace};
+use crate::harness::{ids, Timeline, Workspace};
 
 const GOLDEN: &str = r#"
 [pipeline]
@@ -210,34 +210,72 @@ fn plan_reasons_come_from_the_stored_keys() {
     );
 }
 
-/// A wide sweep whose stages need more threads than are free: the ready queue
-/// must still start every instance, in order, within the budget.
+/// A wide sweep whose stages need more threads than are free, with consumers:
+/// the ready queue must still start every instance, each only after its inputs
+/// finished, and never more threads at once than `--jobs`. The evidence is the
+/// start/end markers the commands append to one file (see [`Timeline`]); the
+/// short sleep between them only gives overlaps a chance to show, no assertion
+/// depends on how long anything takes.
 #[test]
-fn mixed_thread_requests_all_run_within_the_budget() {
+fn mixed_thread_requests_run_after_their_inputs_and_within_the_budget() {
     let ws = Workspace::new();
+    let events = ws.join("events.txt");
+    let cmd = Timeline::wrap(&events, "sleep 0.05; echo {i} > out.txt");
+    let join = Timeline::wrap(&events, "true");
     ws.write(
         "p.toml",
-        r#"
+        &format!(
+            r#"
 [pipeline]
 name = "mix"
 
 [stages.wide]
 kind = "command"
 threads = 2
-cmd = "echo {i} > out.txt"
+cmd = '{cmd}'
 [stages.wide.sweep]
 i = [1, 2, 3]
 
 [stages.narrow]
 kind = "command"
-cmd = "echo {i} > out.txt"
+cmd = '{cmd}'
 [stages.narrow.sweep]
 i = [1, 2, 3, 4, 5, 6]
-"#,
+
+[stages.after]
+kind = "command"
+inputs = ["wide"]
+foreach = ["wide"]
+cmd = '{join}'
+
+[stages.join]
+kind = "command"
+inputs = ["narrow", "after"]
+cmd = '{join}'
+"#
+        ),
     );
     let run = ws
         .run(&["run", "p.toml", "--jobs", "2", "--json"])
         .success()
         .json();
-    assert_eq!(ids(&run, "executed").len(), 9);
+    let executed = ids(&run, "executed");
+    assert_eq!(executed.len(), 3 + 6 + 3 + 1, "{run}");
+
+    let timeline = Timeline::read(&events);
+    assert_eq!(timeline.ids(), executed, "every instance ran exactly once");
+    for i in 1..=3 {
+        timeline.assert_before(&format!("wide[i={i}]"), &format!("after[i={i}]"));
+        timeline.assert_before(&format!("after[i={i}]"), "join");
+    }
+    for i in 1..=6 {
+        timeline.assert_before(&format!("narrow[i={i}]"), "join");
+    }
+    let threads = |id: &str| if id.starts_with("wide[") { 2 } else { 1 };
+    let max = timeline.max_in_flight(threads);
+    println!("most threads in flight: {max}");
+    assert!(
+        max <= 2,
+        "more than --jobs 2 threads at once: {timeline:#?}"
+    );
 }
