@@ -19,13 +19,13 @@ const LOG2E: f64 = std::f64::consts::LOG2_E;
 /// cannot vectorise).
 const ROUND: f64 = 6_755_399_441_055_744.0;
 /// Largest argument [`exp`] is accurate for.
-pub const EXP_MAX: f64 = 709.0;
+const EXP_MAX: f64 = 709.0;
 /// Below this, [`exp`] returns exactly 0 (the true value is under 4e-308).
-pub const EXP_MIN: f64 = -708.0;
+const EXP_MIN: f64 = -708.0;
 
 /// `e^x` for `x <= EXP_MAX`; 0 for `x < EXP_MIN` (including `-inf`).
 #[inline(always)]
-pub fn exp(x: f64) -> f64 {
+pub(super) fn exp(x: f64) -> f64 {
     let mut xc = if x > EXP_MIN { x } else { EXP_MIN };
     xc = if xc < EXP_MAX { xc } else { EXP_MAX };
     let t = xc * LOG2E + ROUND;
@@ -61,7 +61,7 @@ pub fn exp(x: f64) -> f64 {
 
 /// `ln x` for positive, normal, finite `x` (at least 2.3e-308).
 #[inline(always)]
-pub fn ln(x: f64) -> f64 {
+pub(super) fn ln(x: f64) -> f64 {
     const MANTISSA: u64 = 0x000f_ffff_ffff_ffff;
     const ONE: u64 = 0x3ff0_0000_0000_0000;
     // x = 2^k m with m in [1, 2); k read from the exponent bits the same way

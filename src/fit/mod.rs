@@ -17,7 +17,7 @@
 pub mod analysis;
 pub mod bootstrap;
 pub mod derived;
-pub mod fastmath;
+mod fastmath;
 pub mod form;
 pub mod grid;
 pub mod holdout;
