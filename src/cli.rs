@@ -70,7 +70,7 @@ enum Command {
     },
 }
 
-/// Set by Ctrl-C; running stages and the scheduler watch it.
+/// Set by Ctrl-C; running stages and the executor watch it.
 static CANCEL: AtomicBool = AtomicBool::new(false);
 
 /// Runs the CLI and returns the process exit code.
@@ -86,7 +86,7 @@ pub fn main() -> i32 {
         Ok(()) => 0,
         Err(e) => {
             match &e {
-                Error::Pipeline(d) => eprintln!("{d}"),
+                Error::Pipeline(diagnostic) => eprintln!("{diagnostic}"),
                 Error::StagesFailed { .. } | Error::Interrupted => eprintln!("scalepipe: {e}"),
                 other => eprintln!("error: {other}"),
             }

@@ -210,7 +210,7 @@ impl Workspace {
             let unchanged = state
                 .instances
                 .get(&inst.id)
-                .is_some_and(|e| e.fingerprint == inst.fingerprint);
+                .is_some_and(|entry| entry.fingerprint == inst.fingerprint);
             if matches!(result.status, Status::Executed | Status::Cached) && !unchanged {
                 changed = true;
                 state.instances.insert(
@@ -251,7 +251,7 @@ impl Workspace {
                     state
                         .instances
                         .get(&inst.id)
-                        .is_some_and(|s| s.fingerprint == inst.fingerprint)
+                        .is_some_and(|entry| entry.fingerprint == inst.fingerprint)
                         && listing.has(&inst.id)
                 }
                 _ => continue,
@@ -275,7 +275,12 @@ impl Workspace {
         let states = PipelineState::load_all(self.store.root());
         let referenced: HashSet<&str> = states
             .iter()
-            .flat_map(|state| state.instances.values().map(|e| e.fingerprint.as_str()))
+            .flat_map(|state| {
+                state
+                    .instances
+                    .values()
+                    .map(|entry| entry.fingerprint.as_str())
+            })
             .collect();
         let pipelines = states
             .iter()
@@ -286,7 +291,7 @@ impl Workspace {
                 in_store: state
                     .instances
                     .values()
-                    .filter(|e| self.store.contains(&e.fingerprint))
+                    .filter(|entry| self.store.contains(&entry.fingerprint))
                     .count(),
             })
             .collect();
@@ -319,7 +324,7 @@ impl Workspace {
         };
         let referenced: HashSet<String> = PipelineState::load_all(self.store.root())
             .into_iter()
-            .flat_map(|s| s.instances.into_values().map(|e| e.fingerprint))
+            .flat_map(|state| state.instances.into_values().map(|entry| entry.fingerprint))
             .collect();
         let entries = self
             .store

@@ -15,7 +15,7 @@ use super::scheduler::Scheduler;
 use super::{Decision, Event, Outcome};
 use crate::graph::Plan;
 use crate::stages::{InputRef, StageContext, StageError};
-use crate::store::{unix_now, Manifest, Store};
+use crate::store::{unix_now, Manifest, Pending, Store};
 
 /// What happened to one instance in a run. In the run record it is written
 /// `executed`, `cached`, `failed`, `skipped` or `not-run`.
@@ -130,7 +130,9 @@ impl Executor<'_> {
         report(&Event::RunFinished);
         run.results
             .into_iter()
-            .map(|r| r.unwrap_or(InstanceResult::new(Status::NotRun, Duration::ZERO, None)))
+            .map(|result| {
+                result.unwrap_or(InstanceResult::new(Status::NotRun, Duration::ZERO, None))
+            })
             .collect()
     }
 
@@ -230,12 +232,12 @@ impl Executor<'_> {
     }
 
     /// Runs one instance into a fresh entry and commits it.
-    fn execute(&self, i: usize, threads: usize, report: Report) -> Outcome {
-        let inst = &self.plan.instances[i];
+    fn execute(&self, index: usize, threads: usize, report: Report) -> Outcome {
+        let inst = &self.plan.instances[index];
         let started = unix_now();
         let clock = Instant::now();
         let pending = match self.store.begin(&inst.fingerprint) {
-            Ok(p) => p,
+            Ok(pending) => pending,
             Err(e) => {
                 return Outcome::Failed {
                     message: format!("cannot create a store entry: {e}"),
@@ -243,21 +245,7 @@ impl Executor<'_> {
                 }
             }
         };
-        let inputs: Vec<InputRef> = inst
-            .inputs
-            .iter()
-            .map(|&j| {
-                let up = &self.plan.instances[j];
-                InputRef {
-                    stage: up.stage_name.to_string(),
-                    id: up.id.clone(),
-                    kind: up.kind.name.to_string(),
-                    params: self.plan.params(j),
-                    dir: self.store.out_dir(&up.fingerprint),
-                    fingerprint: up.fingerprint.clone(),
-                }
-            })
-            .collect();
+        let inputs = self.input_refs(index);
         let out_dir = pending.out_dir();
         let log = std::fs::File::create(pending.log_path()).ok();
         let progress = |pos: u64, len: u64, message: &str| {
@@ -268,7 +256,7 @@ impl Executor<'_> {
                 message,
             })
         };
-        let params = self.plan.params(i);
+        let params = self.plan.params(index);
         let ctx = StageContext::new(
             &inst.id,
             &out_dir,
@@ -280,31 +268,17 @@ impl Executor<'_> {
             log,
         )
         .with_store(self.store);
-        let result = catch_unwind(AssertUnwindSafe(|| inst.job.run(&ctx)));
-        let result = match result {
-            Ok(r) => r,
-            Err(panic) => {
-                let text = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                Err(StageError::msg(format!("the stage panicked: {text}")))
-            }
-        };
+        let result =
+            catch_unwind(AssertUnwindSafe(|| inst.job.run(&ctx))).unwrap_or_else(|panic| {
+                Err(StageError::msg(format!(
+                    "the stage panicked: {}",
+                    panic_message(panic.as_ref())
+                )))
+            });
         match result {
             Ok(()) => {
                 drop(ctx);
-                let outputs = match Manifest::hash_outputs(&out_dir) {
-                    Ok(o) => o,
-                    Err(e) => {
-                        return Outcome::Failed {
-                            message: format!("cannot read outputs: {e}"),
-                            log: self.store.keep_failed(pending),
-                        }
-                    }
-                };
-                let manifest = Manifest {
+                let manifest = Manifest::hash_outputs(&out_dir).map(|outputs| Manifest {
                     fingerprint: inst.fingerprint.clone(),
                     pipeline: self.plan.pipeline.name.clone(),
                     stage: inst.stage_name.to_string(),
@@ -316,12 +290,12 @@ impl Executor<'_> {
                     threads,
                     scalepipe_version: env!("CARGO_PKG_VERSION").to_string(),
                     outputs,
-                };
-                match self.store.commit(pending, &manifest) {
-                    Ok(()) => Outcome::Executed,
+                });
+                match manifest {
+                    Ok(manifest) => self.commit(pending, &manifest),
                     Err(e) => Outcome::Failed {
-                        message: format!("cannot commit the store entry: {e}"),
-                        log: self.store.root().to_path_buf(),
+                        message: format!("cannot read outputs: {e}"),
+                        log: self.store.keep_failed(pending),
                     },
                 }
             }
@@ -341,4 +315,43 @@ impl Executor<'_> {
             }
         }
     }
+
+    /// What an instance is told about each of its inputs.
+    fn input_refs(&self, index: usize) -> Vec<InputRef> {
+        self.plan.instances[index]
+            .inputs
+            .iter()
+            .map(|&input| {
+                let up = &self.plan.instances[input];
+                InputRef {
+                    stage: up.stage_name.to_string(),
+                    id: up.id.clone(),
+                    kind: up.kind.name.to_string(),
+                    params: self.plan.params(input),
+                    dir: self.store.out_dir(&up.fingerprint),
+                    fingerprint: up.fingerprint.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// Moves a finished entry into the store under its manifest.
+    fn commit(&self, pending: Pending, manifest: &Manifest) -> Outcome {
+        match self.store.commit(pending, manifest) {
+            Ok(()) => Outcome::Executed,
+            Err(e) => Outcome::Failed {
+                message: format!("cannot commit the store entry: {e}"),
+                log: self.store.root().to_path_buf(),
+            },
+        }
+    }
+}
+
+/// The message a panicking stage gave, if it is text.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|text| text.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
