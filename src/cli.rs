@@ -1,16 +1,17 @@
-//! The command line: parses arguments (clap), calls the workspace, prints.
+//! The command line: parses arguments (clap), calls the workspace, prints. One
+//! function per subcommand; the workspace does the work, these only render it.
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
+use serde::Serialize;
 
 use crate::error::Error;
-use crate::executor::Event;
-use crate::graph::{render, GraphFormat};
-use crate::reporter::TerminalReporter;
-use crate::store::PipelineState;
+use crate::executor::{Decision, Event, Status};
+use crate::graph::{render, GraphFormat, Plan};
+use crate::observer::TerminalReporter;
 use crate::workspace::{RunOptions, Workspace};
 
 /// Declarative scaling-law experiments: datasets, training, evaluation, power-law
@@ -69,7 +70,7 @@ enum Command {
     },
 }
 
-/// Set by Ctrl-C; running stages and the scheduler watch it.
+/// Set by Ctrl-C; running stages and the executor watch it.
 static CANCEL: AtomicBool = AtomicBool::new(false);
 
 /// Runs the CLI and returns the process exit code.
@@ -85,7 +86,7 @@ pub fn main() -> i32 {
         Ok(()) => 0,
         Err(e) => {
             match &e {
-                Error::Pipeline(d) => eprintln!("{d}"),
+                Error::Pipeline(diagnostic) => eprintln!("{diagnostic}"),
                 Error::StagesFailed { .. } | Error::Interrupted => eprintln!("scalepipe: {e}"),
                 other => eprintln!("error: {other}"),
             }
@@ -103,167 +104,194 @@ fn execute(cli: Cli) -> Result<(), Error> {
             keep_going,
             force,
             json,
-        } => {
-            let jobs = match jobs {
-                Some(0) => return Err(Error::Usage("--jobs must be at least 1".into())),
-                Some(n) => n,
-                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            };
-            let plan = workspace.load(&file)?;
-            let _ = ctrlc::set_handler(|| CANCEL.store(true, Ordering::SeqCst));
-            let reporter = TerminalReporter::new(json);
-            let report = |event: &Event| reporter.event(event);
-            let options = RunOptions {
-                jobs,
-                keep_going,
-                force,
-            };
-            let run = workspace.run(&plan, &options, &CANCEL, &report, || {
-                eprintln!(
-                    "waiting for another scalepipe run to release {}",
-                    workspace.store().root().join("lock").display()
-                )
-            })?;
-            if json {
-                let out = serde_json::json!({
-                    "pipeline": plan.pipeline.name,
-                    "executed": run.ids("executed"),
-                    "cached": run.ids("cached"),
-                    "failed": run.ids("failed"),
-                    "skipped": run.ids("skipped"),
-                    "not_run": run.ids("not-run"),
-                    "record": run.record_path,
-                });
-                println!("{out}");
-            } else {
-                eprintln!(
-                    "{}: {} executed, {} cached, {} failed, {} skipped in {:.2}s (record: {})",
-                    plan.pipeline.name,
-                    run.ids("executed").len(),
-                    run.ids("cached").len(),
-                    run.ids("failed").len(),
-                    run.ids("skipped").len(),
-                    run.record.duration_s,
-                    run.record_path.display()
-                );
-            }
-            let interrupted = run.record.interrupted;
-            let failed = run.ids("failed").len();
-            exit_without_freeing(plan);
-            exit_without_freeing(run);
-            if interrupted {
-                return Err(Error::Interrupted);
-            }
-            if failed > 0 {
-                return Err(Error::StagesFailed { failed });
-            }
-            Ok(())
-        }
-        Command::Plan { file, force, json } => {
-            let plan = workspace.load(&file)?;
-            let decisions = workspace.plan(&plan, force);
-            // One buffered write per block, not one locked, flushed write per line.
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            if json {
-                let stages: Vec<_> = plan
-                    .instances
-                    .iter()
-                    .zip(&decisions)
-                    .map(|(inst, d)| {
-                        serde_json::json!({
-                            "id": inst.id,
-                            "kind": inst.kind.name,
-                            "status": d.label(),
-                            "reason": d.reason(),
-                            "fingerprint": inst.fingerprint,
-                        })
-                    })
-                    .collect();
-                serde_json::to_writer(
-                    &mut out,
-                    &serde_json::json!({ "pipeline": plan.pipeline.name, "stages": stages }),
-                )
-                .map_err(std::io::Error::from)
-                .and_then(|()| writeln!(out))
-                .map_err(|e| Error::io("cannot write the plan", e))?;
-            } else {
-                let width = plan.instances.iter().map(|i| i.id.len()).max().unwrap_or(0);
-                for (inst, d) in plan.instances.iter().zip(&decisions) {
-                    writeln!(out, "{:<6} {:<width$}  {}", d.label(), inst.id, d.reason())
-                        .map_err(|e| Error::io("cannot write the plan", e))?;
-                }
-                let to_run = decisions.iter().filter(|d| d.runs()).count();
-                writeln!(
-                    out,
-                    "{} instances: {to_run} to run, {} cached",
-                    decisions.len(),
-                    decisions.len() - to_run
-                )
-                .map_err(|e| Error::io("cannot write the plan", e))?;
-            }
-            out.flush()
-                .map_err(|e| Error::io("cannot write the plan", e))?;
-            exit_without_freeing(plan);
-            exit_without_freeing(decisions);
-            Ok(())
-        }
-        Command::Dag { file, format } => {
-            let plan = workspace.load(&file)?;
-            print!("{}", render(&plan, format));
-            exit_without_freeing(plan);
-            Ok(())
-        }
-        Command::Status => {
-            let store = workspace.store();
-            let entries = store
-                .entries()
-                .map_err(|e| Error::io("cannot list the store", e))?;
-            let states = PipelineState::load_all(store.root());
-            let mut referenced = std::collections::HashSet::new();
-            for state in &states {
-                let present = state
-                    .instances
-                    .values()
-                    .filter(|e| store.contains(&e.fingerprint))
-                    .count();
-                println!(
-                    "{:<24} {} instances, {} in the store  ({})",
-                    state.pipeline,
-                    state.instances.len(),
-                    present,
-                    state.file
-                );
-                referenced.extend(state.instances.values().map(|e| e.fingerprint.clone()));
-            }
-            let bytes: u64 = entries.iter().map(|fp| store.size_of(fp)).sum();
-            let unreferenced = entries
-                .iter()
-                .filter(|fp| !referenced.contains(*fp))
-                .count();
-            println!(
-                "store {}: {} entries, {}, {} not referenced by any pipeline (remove with `scalepipe gc`)",
-                store.root().display(),
-                entries.len(),
-                human_bytes(bytes),
-                unreferenced
-            );
-            Ok(())
-        }
-        Command::Gc { dry_run } => {
-            let report = workspace.gc(dry_run)?;
-            for fp in &report.removed {
-                println!("{} {fp}", if dry_run { "would remove" } else { "removed" });
-            }
-            println!(
-                "{} {} entries ({}), kept {}",
-                if dry_run { "would remove" } else { "removed" },
-                report.removed.len(),
-                human_bytes(report.bytes),
-                report.kept
-            );
-            Ok(())
-        }
+        } => run(&workspace, &file, jobs, keep_going, force, json),
+        Command::Plan { file, force, json } => plan(&workspace, &file, force, json),
+        Command::Dag { file, format } => dag(&workspace, &file, format),
+        Command::Status => status(&workspace),
+        Command::Gc { dry_run } => gc(&workspace, dry_run),
     }
+}
+
+/// `scalepipe run --json`: the ids of the instances by how they ended, and where
+/// the run record went.
+#[derive(Serialize)]
+struct RunSummary<'a> {
+    // Keys in the order the output has always had (sorted: it was built as a
+    // `serde_json` map).
+    cached: Vec<&'a str>,
+    executed: Vec<&'a str>,
+    failed: Vec<&'a str>,
+    not_run: Vec<&'a str>,
+    pipeline: &'a str,
+    record: &'a Path,
+    skipped: Vec<&'a str>,
+}
+
+fn run(
+    workspace: &Workspace,
+    file: &Path,
+    jobs: Option<usize>,
+    keep_going: bool,
+    force: bool,
+    json: bool,
+) -> Result<(), Error> {
+    let jobs = match jobs {
+        Some(0) => return Err(Error::Usage("--jobs must be at least 1".into())),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let plan = workspace.load(file)?;
+    let _ = ctrlc::set_handler(|| CANCEL.store(true, Ordering::SeqCst));
+    let reporter = TerminalReporter::new(json);
+    let report = |event: &Event| reporter.event(event);
+    let options = RunOptions {
+        jobs,
+        keep_going,
+        force,
+    };
+    let done = workspace.run(&plan, &options, &CANCEL, &report, || {
+        eprintln!(
+            "waiting for another scalepipe run to release {}",
+            workspace.store().root().join("lock").display()
+        )
+    })?;
+    let failed = done.ids(Status::Failed).len();
+    if json {
+        let summary = RunSummary {
+            cached: done.ids(Status::Cached),
+            executed: done.ids(Status::Executed),
+            failed: done.ids(Status::Failed),
+            not_run: done.ids(Status::NotRun),
+            pipeline: &plan.pipeline.name,
+            record: &done.record_path,
+            skipped: done.ids(Status::Skipped),
+        };
+        let line = serde_json::to_string(&summary).map_err(std::io::Error::from);
+        println!(
+            "{}",
+            line.map_err(|e| Error::io("cannot write the run summary", e))?
+        );
+    } else {
+        eprintln!(
+            "{}: {} executed, {} cached, {failed} failed, {} skipped in {:.2}s (record: {})",
+            plan.pipeline.name,
+            done.ids(Status::Executed).len(),
+            done.ids(Status::Cached).len(),
+            done.ids(Status::Skipped).len(),
+            done.record.duration_s,
+            done.record_path.display()
+        );
+    }
+    let interrupted = done.record.interrupted;
+    exit_without_freeing(plan);
+    exit_without_freeing(done);
+    if interrupted {
+        return Err(Error::Interrupted);
+    }
+    if failed > 0 {
+        return Err(Error::StagesFailed { failed });
+    }
+    Ok(())
+}
+
+fn plan(workspace: &Workspace, file: &Path, force: bool, json: bool) -> Result<(), Error> {
+    let plan = workspace.load(file)?;
+    let decisions = workspace.plan(&plan, force);
+    // One buffered write per block, not one locked, flushed write per line.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = if json {
+        write_plan_json(&mut out, &plan, &decisions)
+    } else {
+        write_plan_text(&mut out, &plan, &decisions)
+    };
+    written
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::io("cannot write the plan", e))?;
+    exit_without_freeing(plan);
+    exit_without_freeing(decisions);
+    Ok(())
+}
+
+fn write_plan_json(out: &mut impl Write, plan: &Plan, decisions: &[Decision]) -> io::Result<()> {
+    let stages: Vec<_> = plan
+        .instances
+        .iter()
+        .zip(decisions)
+        .map(|(inst, decision)| {
+            serde_json::json!({
+                "id": inst.id,
+                "kind": inst.kind.name,
+                "status": decision.label(),
+                "reason": decision.reason(),
+                "fingerprint": inst.fingerprint,
+            })
+        })
+        .collect();
+    serde_json::to_writer(
+        &mut *out,
+        &serde_json::json!({ "pipeline": plan.pipeline.name, "stages": stages }),
+    )?;
+    writeln!(out)
+}
+
+fn write_plan_text(out: &mut impl Write, plan: &Plan, decisions: &[Decision]) -> io::Result<()> {
+    let width = plan.instances.iter().map(|i| i.id.len()).max().unwrap_or(0);
+    for (inst, decision) in plan.instances.iter().zip(decisions) {
+        writeln!(
+            out,
+            "{:<6} {:<width$}  {}",
+            decision.label(),
+            inst.id,
+            decision.reason()
+        )?;
+    }
+    let to_run = decisions.iter().filter(|d| d.runs()).count();
+    writeln!(
+        out,
+        "{} instances: {to_run} to run, {} cached",
+        decisions.len(),
+        decisions.len() - to_run
+    )
+}
+
+fn dag(workspace: &Workspace, file: &Path, format: GraphFormat) -> Result<(), Error> {
+    let plan = workspace.load(file)?;
+    print!("{}", render(&plan, format));
+    exit_without_freeing(plan);
+    Ok(())
+}
+
+fn status(workspace: &Workspace) -> Result<(), Error> {
+    let status = workspace.status()?;
+    for pipeline in &status.pipelines {
+        println!(
+            "{:<24} {} instances, {} in the store  ({})",
+            pipeline.name, pipeline.instances, pipeline.in_store, pipeline.file
+        );
+    }
+    println!(
+        "store {}: {} entries, {}, {} not referenced by any pipeline (remove with `scalepipe gc`)",
+        status.root.display(),
+        status.entries,
+        human_bytes(status.bytes),
+        status.unreferenced
+    );
+    Ok(())
+}
+
+fn gc(workspace: &Workspace, dry_run: bool) -> Result<(), Error> {
+    let report = workspace.gc(dry_run)?;
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for fingerprint in &report.removed {
+        println!("{verb} {fingerprint}");
+    }
+    println!(
+        "{verb} {} entries ({}), kept {}",
+        report.removed.len(),
+        human_bytes(report.bytes),
+        report.kept
+    );
+    Ok(())
 }
 
 /// Drops a value the process no longer needs without freeing it. Every command

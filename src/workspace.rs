@@ -14,8 +14,8 @@ use std::time::Instant;
 use crate::error::Error;
 use crate::executor::{decide, Decision, Event, Executor, InstanceResult, Status};
 use crate::graph::Plan;
+use crate::observer::{InstanceRecord, RunRecord};
 use crate::pipeline::Pipeline;
-use crate::reporter::{InstanceRecord, RunRecord};
 use crate::store::{unix_now, PipelineState, ResultsView, StateEntry, Store, StoredKey};
 
 /// Options of `scalepipe run`.
@@ -36,7 +36,7 @@ pub struct RunReport {
 
 impl RunReport {
     /// Ids of the instances with a status.
-    pub fn ids(&self, status: &str) -> Vec<&str> {
+    pub fn ids(&self, status: Status) -> Vec<&str> {
         self.record
             .instances
             .iter()
@@ -44,6 +44,33 @@ impl RunReport {
             .map(|i| i.id.as_str())
             .collect()
     }
+}
+
+/// What the store holds, for `scalepipe status`.
+#[derive(Debug)]
+pub struct StoreStatus {
+    /// The store's directory, `.scalepipe/`.
+    pub root: PathBuf,
+    /// Each pipeline's latest run, as its saved state remembers it.
+    pub pipelines: Vec<PipelineStatus>,
+    /// Entries in the store.
+    pub entries: usize,
+    /// Their size on disk.
+    pub bytes: u64,
+    /// Entries no pipeline's latest run references (what `gc` would remove).
+    pub unreferenced: usize,
+}
+
+/// One pipeline's latest run in [`StoreStatus`].
+#[derive(Debug)]
+pub struct PipelineStatus {
+    pub name: String,
+    /// The pipeline file it ran from.
+    pub file: String,
+    /// Instances of that run.
+    pub instances: usize,
+    /// How many of their entries the store still holds.
+    pub in_store: usize,
 }
 
 /// What `gc` removed or would remove.
@@ -121,42 +148,8 @@ impl Workspace {
 
         let view = ResultsView::new(&self.root, &plan.pipeline.name);
         self.publish(plan, &results, &state, &view)?;
+        self.save_state(plan, &results, &mut state)?;
 
-        // The state keeps the latest complete version of every instance, so a
-        // failed instance still remembers what it was when it last succeeded.
-        let current: HashSet<&str> = plan.instances.iter().map(|i| i.id.as_str()).collect();
-        let before = state.instances.len();
-        state
-            .instances
-            .retain(|id, _| current.contains(id.as_str()));
-        let mut changed = state.instances.len() != before;
-        for (inst, result) in plan.instances.iter().zip(&results) {
-            let unchanged = state
-                .instances
-                .get(&inst.id)
-                .is_some_and(|e| e.fingerprint == inst.fingerprint);
-            if matches!(result.status, Status::Executed | Status::Cached) && !unchanged {
-                changed = true;
-                state.instances.insert(
-                    inst.id.clone(),
-                    StateEntry {
-                        fingerprint: inst.fingerprint.clone(),
-                        key: StoredKey::new(&inst.key),
-                    },
-                );
-            }
-        }
-        // A no-op run leaves the state as it was: skip rewriting it.
-        let file = plan.pipeline.source.path().display().to_string();
-        if changed || state.file != file || state.pipeline != plan.pipeline.name {
-            state.pipeline = plan.pipeline.name.clone();
-            state.file = file;
-            state
-                .save(self.store.root())
-                .map_err(|e| Error::io("cannot save the pipeline state", e))?;
-        }
-
-        let interrupted = cancel.load(std::sync::atomic::Ordering::Relaxed);
         let record = RunRecord {
             pipeline: plan.pipeline.name.clone(),
             file: plan.pipeline.source.path().display().to_string(),
@@ -165,7 +158,7 @@ impl Workspace {
             started,
             duration_s: clock.elapsed().as_secs_f64(),
             jobs: options.jobs,
-            interrupted,
+            interrupted: cancel.load(std::sync::atomic::Ordering::Relaxed),
             instances: plan
                 .instances
                 .iter()
@@ -176,7 +169,7 @@ impl Workspace {
                     stage: inst.stage_name.to_string(),
                     kind: inst.kind.name.to_string(),
                     fingerprint: inst.fingerprint.clone(),
-                    status: result.status.label().to_string(),
+                    status: result.status,
                     reason: decision.reason().to_string(),
                     duration_s: result.duration.as_secs_f64(),
                     error: result.error.clone(),
@@ -198,6 +191,49 @@ impl Workspace {
         })
     }
 
+    /// Updates the pipeline state after a run and saves it if it changed. The state
+    /// keeps the latest complete version of every instance, so a failed instance
+    /// still remembers what it was when it last succeeded.
+    fn save_state(
+        &self,
+        plan: &Plan,
+        results: &[InstanceResult],
+        state: &mut PipelineState,
+    ) -> Result<(), Error> {
+        let current: HashSet<&str> = plan.instances.iter().map(|i| i.id.as_str()).collect();
+        let before = state.instances.len();
+        state
+            .instances
+            .retain(|id, _| current.contains(id.as_str()));
+        let mut changed = state.instances.len() != before;
+        for (inst, result) in plan.instances.iter().zip(results) {
+            let unchanged = state
+                .instances
+                .get(&inst.id)
+                .is_some_and(|entry| entry.fingerprint == inst.fingerprint);
+            if matches!(result.status, Status::Executed | Status::Cached) && !unchanged {
+                changed = true;
+                state.instances.insert(
+                    inst.id.clone(),
+                    StateEntry {
+                        fingerprint: inst.fingerprint.clone(),
+                        key: StoredKey::new(&inst.key),
+                    },
+                );
+            }
+        }
+        // A no-op run leaves the state as it was: skip rewriting it.
+        let file = plan.pipeline.source.path().display().to_string();
+        if changed || state.file != file || state.pipeline != plan.pipeline.name {
+            state.pipeline = plan.pipeline.name.clone();
+            state.file = file;
+            state
+                .save(self.store.root())
+                .map_err(|e| Error::io("cannot save the pipeline state", e))?;
+        }
+        Ok(())
+    }
+
     /// Copies committed outputs into `results/<pipeline>/`, skipping instances
     /// whose view is already current.
     fn publish(
@@ -215,7 +251,7 @@ impl Workspace {
                     state
                         .instances
                         .get(&inst.id)
-                        .is_some_and(|s| s.fingerprint == inst.fingerprint)
+                        .is_some_and(|entry| entry.fingerprint == inst.fingerprint)
                         && listing.has(&inst.id)
                 }
                 _ => continue,
@@ -228,6 +264,47 @@ impl Workspace {
         let ids: Vec<&str> = plan.instances.iter().map(|i| i.id.as_str()).collect();
         view.prune(&listing, &ids)
             .map_err(|e| Error::io("cannot prune old results", e))
+    }
+
+    /// What the store holds, per pipeline and in all. Read-only.
+    pub fn status(&self) -> Result<StoreStatus, Error> {
+        let entries = self
+            .store
+            .entries()
+            .map_err(|e| Error::io("cannot list the store", e))?;
+        let states = PipelineState::load_all(self.store.root());
+        let referenced: HashSet<&str> = states
+            .iter()
+            .flat_map(|state| {
+                state
+                    .instances
+                    .values()
+                    .map(|entry| entry.fingerprint.as_str())
+            })
+            .collect();
+        let pipelines = states
+            .iter()
+            .map(|state| PipelineStatus {
+                name: state.pipeline.clone(),
+                file: state.file.clone(),
+                instances: state.instances.len(),
+                in_store: state
+                    .instances
+                    .values()
+                    .filter(|entry| self.store.contains(&entry.fingerprint))
+                    .count(),
+            })
+            .collect();
+        Ok(StoreStatus {
+            root: self.store.root().to_path_buf(),
+            pipelines,
+            entries: entries.len(),
+            bytes: entries.iter().map(|fp| self.store.size_of(fp)).sum(),
+            unreferenced: entries
+                .iter()
+                .filter(|fp| !referenced.contains(fp.as_str()))
+                .count(),
+        })
     }
 
     /// Removes store entries that no pipeline's latest run references.
@@ -247,7 +324,7 @@ impl Workspace {
         };
         let referenced: HashSet<String> = PipelineState::load_all(self.store.root())
             .into_iter()
-            .flat_map(|s| s.instances.into_values().map(|e| e.fingerprint))
+            .flat_map(|state| state.instances.into_values().map(|entry| entry.fingerprint))
             .collect();
         let entries = self
             .store

@@ -56,7 +56,10 @@ pub fn decide(plan: &Plan, store: &Store, state: &PipelineState, force: bool) ->
             if committed.contains(&inst.fingerprint) {
                 return Decision::Cached;
             }
-            let before = state.instances.get(&inst.id).and_then(|e| e.key.parse());
+            let before = state
+                .instances
+                .get(&inst.id)
+                .and_then(|entry| entry.key.parse());
             let reason = match before {
                 None => Cow::Borrowed("new"),
                 Some(before) => Cow::Owned(inst.key.change_from(&before)),

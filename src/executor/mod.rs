@@ -1,11 +1,12 @@
 //! Running a plan: deciding what must run, scheduling ready instances on a
 //! bounded pool, and reporting everything as [`Event`]s. The executor never
-//! prints; reporters consume its events.
+//! prints; observers (`crate::observer`) consume its events.
 
 mod decision;
 mod event;
 #[allow(clippy::module_inception)]
 mod executor;
+mod scheduler;
 
 pub use decision::{decide, Decision};
 pub use event::{Event, Outcome};

@@ -19,7 +19,7 @@
 pub mod analysis;
 pub mod bootstrap;
 pub mod derived;
-pub mod fastmath;
+mod fastmath;
 pub mod fit_json;
 pub mod form;
 pub mod grid;

@@ -1,4 +1,5 @@
-//! Reporters: what consumes the executor's events. The terminal reporter draws
+//! Observers: what consumes the executor's events (not to be confused with
+//! `crate::report`, the report stage's documents). The terminal reporter draws
 //! progress bars and one line per finished stage; the run record is written from
 //! the results afterwards.
 

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::executor::Status;
+
 /// One instance in the run record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InstanceRecord {
@@ -11,7 +13,7 @@ pub struct InstanceRecord {
     pub kind: String,
     pub fingerprint: String,
     /// executed, cached, failed, skipped or not-run.
-    pub status: String,
+    pub status: Status,
     /// Why it ran (new, params changed, ...), empty when cached.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
