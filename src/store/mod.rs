@@ -9,7 +9,7 @@
 //! .scalepipe/cache/<fp>/log.txt      what the stage printed
 //! .scalepipe/tmp/<fp>.<pid>.<n>/     entries being written (renamed into cache/)
 //! .scalepipe/failed/<fp>/            the last failed attempt, for its log
-//! .scalepipe/quarantine/<fp>.<t>.<n>/  entries that failed a check, with reason.txt
+//! .scalepipe/quarantine/<fp>.<t>.<pid>.<n>/  entries that failed a check, with reason.txt
 //! .scalepipe/pipelines/<name>.json   each pipeline's latest instances (plan reasons, gc)
 //! results/<pipeline>/<dir>/          copies of the latest outputs (`dir`: the id,
 //!                                    escaped and shortened to a valid file name)

@@ -1,6 +1,6 @@
 //! Moving bad entries out of the cache, kept for inspection rather than deleted.
 //!
-//! `.scalepipe/quarantine/<fp>.<unix seconds>.<n>/` holds the entry as it was
+//! `.scalepipe/quarantine/<fp>.<unix seconds>.<pid>.<n>/` holds the entry as it was
 //! found plus `reason.txt`. Once moved, the fingerprint is no longer in the
 //! cache, so the next decision runs the instance again.
 
@@ -24,9 +24,12 @@ impl Store {
     pub fn quarantine(&self, fingerprint: &str, reason: &str) -> io::Result<PathBuf> {
         let dir = self.quarantine_dir();
         fs::create_dir_all(&dir)?;
+        // Unique across processes too: two runs in one second may each
+        // quarantine an entry with the same fingerprint.
         let target = dir.join(format!(
-            "{fingerprint}.{}.{}",
+            "{fingerprint}.{}.{}.{}",
             unix_now() as u64,
+            std::process::id(),
             QUARANTINE_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         let source = self.entry_dir(fingerprint);

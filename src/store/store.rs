@@ -185,12 +185,15 @@ impl Store {
         super::durable::sync_dir(&self.cache_dir())
     }
 
-    /// Keeps a failed attempt (its log) under `failed/`, replacing an older one.
-    /// `failed/` is never read as an entry.
+    /// Keeps a failed attempt's logs under `failed/`, replacing an older one.
+    /// Its partial outputs are dropped: they are never read again (`failed/`
+    /// is not an entry), and when a full disk is why the attempt failed, a copy
+    /// of them would keep the disk full for the re-run.
     pub fn keep_failed(&self, pending: Pending) -> PathBuf {
         let target = self.failed_dir(&pending.fingerprint);
         let _ = fs::remove_dir_all(&target);
         let _ = fs::create_dir_all(self.root.join("failed"));
+        let _ = fs::remove_dir_all(pending.out_dir());
         if fs::rename(&pending.dir, &target).is_err() {
             let _ = fs::remove_dir_all(&pending.dir);
         }

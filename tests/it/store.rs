@@ -449,3 +449,23 @@ fn deps_that_are_not_regular_files_are_refused_at_plan_time() {
     }
     assert!(!Path::new(&ws.join(".scalepipe/cache")).exists());
 }
+
+#[test]
+fn a_failed_attempt_keeps_its_logs_but_not_its_partial_outputs() {
+    let ws = Workspace::new();
+    ws.write(
+        "p.toml",
+        "[pipeline]\nname = \"fails\"\n[stages.big]\nkind = \"command\"\ncmd = \"head -c 100000 /dev/zero > partial.bin; echo dying; exit 1\"\n",
+    );
+    let out = ws.run(&["run", "p.toml", "--json"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let fp = fingerprint(&ws, "p.toml", "big");
+    let failed = ws.join(&format!(".scalepipe/failed/{fp}"));
+    assert!(ws
+        .read(&format!(".scalepipe/failed/{fp}/log.txt"))
+        .contains("dying"));
+    assert!(
+        !failed.join("out").exists(),
+        "partial outputs kept in failed/"
+    );
+}
