@@ -41,6 +41,10 @@ enum Command {
         /// Run every instance, even those in the cache.
         #[arg(long)]
         force: bool,
+        /// Re-hash every cached entry the run uses against its manifest (by
+        /// default only sizes and modification times are checked).
+        #[arg(long)]
+        verify: bool,
         /// Print one JSON object describing the run on stdout.
         #[arg(long)]
         json: bool,
@@ -67,6 +71,15 @@ enum Command {
         /// Only list what would be removed.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Re-hash store entries against their manifests; exit 1 if any is bad.
+    Verify {
+        /// Only the entries of this pipeline's latest run.
+        #[arg(long, value_name = "NAME")]
+        pipeline: Option<String>,
+        /// Move bad entries to `.scalepipe/quarantine/` (the next run re-computes them).
+        #[arg(long)]
+        repair: bool,
     },
 }
 
@@ -103,12 +116,25 @@ fn execute(cli: Cli) -> Result<(), Error> {
             jobs,
             keep_going,
             force,
+            verify,
             json,
-        } => run(&workspace, &file, jobs, keep_going, force, json),
+        } => run(
+            &workspace,
+            &file,
+            jobs,
+            RunOptions {
+                jobs: 0,
+                keep_going,
+                force,
+                verify,
+            },
+            json,
+        ),
         Command::Plan { file, force, json } => plan(&workspace, &file, force, json),
         Command::Dag { file, format } => dag(&workspace, &file, format),
         Command::Status => status(&workspace),
         Command::Gc { dry_run } => gc(&workspace, dry_run),
+        Command::Verify { pipeline, repair } => verify(&workspace, pipeline.as_deref(), repair),
     }
 }
 
@@ -131,8 +157,7 @@ fn run(
     workspace: &Workspace,
     file: &Path,
     jobs: Option<usize>,
-    keep_going: bool,
-    force: bool,
+    options: RunOptions,
     json: bool,
 ) -> Result<(), Error> {
     let jobs = match jobs {
@@ -144,11 +169,7 @@ fn run(
     let _ = ctrlc::set_handler(|| CANCEL.store(true, Ordering::SeqCst));
     let reporter = TerminalReporter::new(json);
     let report = |event: &Event| reporter.event(event);
-    let options = RunOptions {
-        jobs,
-        keep_going,
-        force,
-    };
+    let options = RunOptions { jobs, ..options };
     let done = workspace.run(&plan, &options, &CANCEL, &report, || {
         eprintln!(
             "waiting for another scalepipe run to release {}",
@@ -196,7 +217,7 @@ fn run(
 
 fn plan(workspace: &Workspace, file: &Path, force: bool, json: bool) -> Result<(), Error> {
     let plan = workspace.load(file)?;
-    let decisions = workspace.plan(&plan, force);
+    let decisions = workspace.plan(&plan, force)?;
     // One buffered write per block, not one locked, flushed write per line.
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let written = if json {
@@ -235,7 +256,15 @@ fn write_plan_json(out: &mut impl Write, plan: &Plan, decisions: &[Decision]) ->
 }
 
 fn write_plan_text(out: &mut impl Write, plan: &Plan, decisions: &[Decision]) -> io::Result<()> {
-    let width = plan.instances.iter().map(|i| i.id.len()).max().unwrap_or(0);
+    // Capped: ids can be longer than a format width may be (65,535), and a
+    // column wider than a screen aligns nothing.
+    let width = plan
+        .instances
+        .iter()
+        .map(|i| i.id.len())
+        .max()
+        .unwrap_or(0)
+        .min(MAX_ID_COLUMN);
     for (inst, decision) in plan.instances.iter().zip(decisions) {
         writeln!(
             out,
@@ -292,6 +321,36 @@ fn gc(workspace: &Workspace, dry_run: bool) -> Result<(), Error> {
         report.kept
     );
     Ok(())
+}
+
+/// Widest id column `plan` pads to.
+const MAX_ID_COLUMN: usize = 100;
+
+fn verify(workspace: &Workspace, pipeline: Option<&str>, repair: bool) -> Result<(), Error> {
+    let report = workspace.verify(pipeline, repair)?;
+    for (entry, moved) in &report.bad {
+        match moved {
+            Some(dir) => println!("bad {entry} (quarantined in {})", dir.display()),
+            None => println!("bad {entry}"),
+        }
+    }
+    println!(
+        "verified {} entries: {} bad{}",
+        report.checked,
+        report.bad.len(),
+        if !report.bad.is_empty() && !repair {
+            " (move them aside with `scalepipe verify --repair`)"
+        } else {
+            ""
+        }
+    );
+    if report.bad.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::BadEntries {
+            bad: report.bad.len(),
+        })
+    }
 }
 
 /// Drops a value the process no longer needs without freeing it. Every command

@@ -11,6 +11,14 @@ pub enum Error {
     /// Bad command-line usage: exit 2.
     #[error("{0}")]
     Usage(String),
+    /// The workspace holds something scalepipe will not act on (an unreadable
+    /// pipeline state, two pipeline files with one name): exit 2, nothing was
+    /// changed.
+    #[error("{0}")]
+    Refused(String),
+    /// `scalepipe verify` found entries that do not match their manifests: exit 1.
+    #[error("{bad} store entr{} failed verification", if *bad == 1 { "y" } else { "ies" })]
+    BadEntries { bad: usize },
     /// The workspace could not be read or written.
     #[error("{context}: {source}")]
     Io {
@@ -38,8 +46,8 @@ impl Error {
     /// 2 invalid pipeline or usage, 130 interrupted.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Pipeline(_) | Error::Usage(_) => 2,
-            Error::Io { .. } | Error::StagesFailed { .. } => 1,
+            Error::Pipeline(_) | Error::Usage(_) | Error::Refused(_) => 2,
+            Error::Io { .. } | Error::StagesFailed { .. } | Error::BadEntries { .. } => 1,
             Error::Interrupted => 130,
         }
     }

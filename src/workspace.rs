@@ -1,11 +1,12 @@
 //! A workspace: the directory holding `.scalepipe/` and `results/`, and the
-//! operations on it that the CLI exposes (plan, run, status, gc).
+//! operations on it that the CLI exposes (plan, run, status, gc, verify).
 //!
 //! A run reads: pipeline file -> [`Pipeline`] -> [`Plan`] -> decisions -> lock ->
 //! [`Executor`] -> store entries, results view, pipeline state, run record.
 //! Everything up to the decisions is read-only, so an invalid pipeline never
 //! touches the store or the results.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -16,7 +17,10 @@ use crate::executor::{decide, Decision, Event, Executor, InstanceResult, Status}
 use crate::graph::Plan;
 use crate::observer::{InstanceRecord, RunRecord};
 use crate::pipeline::Pipeline;
-use crate::store::{unix_now, PipelineState, ResultsView, StateEntry, Store, StoredKey};
+use crate::store::{
+    durable, unix_now, BadEntry, Depth, Listing, PipelineState, ResultsView, StateEntry, Store,
+    StoredKey,
+};
 
 /// Options of `scalepipe run`.
 #[derive(Debug, Clone)]
@@ -25,6 +29,8 @@ pub struct RunOptions {
     pub jobs: usize,
     pub keep_going: bool,
     pub force: bool,
+    /// Re-hash every cached entry the run uses, not only quick-check it.
+    pub verify: bool,
 }
 
 /// A finished run: the record written to `run.json`, plus where it went.
@@ -81,6 +87,15 @@ pub struct GcReport {
     pub kept: usize,
 }
 
+/// What `verify` found.
+#[derive(Debug)]
+pub struct VerifyReport {
+    /// Entries checked.
+    pub checked: usize,
+    /// Entries that failed, and where each was moved with `--repair`.
+    pub bad: Vec<(BadEntry, Option<PathBuf>)>,
+}
+
 /// A workspace directory.
 #[derive(Debug, Clone)]
 pub struct Workspace {
@@ -113,9 +128,107 @@ impl Workspace {
     }
 
     /// What a run would do with each instance. Read-only.
-    pub fn plan(&self, plan: &Plan, force: bool) -> Vec<Decision> {
-        let state = PipelineState::load(self.store.root(), &plan.pipeline.name);
-        decide(plan, &self.store, &state, force)
+    pub fn plan(&self, plan: &Plan, force: bool) -> Result<Vec<Decision>, Error> {
+        let state = self.state_of(plan)?;
+        Ok(decide(plan, &self.store, &state, force))
+    }
+
+    /// The pipeline's saved state, refused when it is unreadable or belongs to
+    /// another pipeline file with the same `[pipeline] name` (the two would
+    /// share, prune and garbage-collect each other's results).
+    fn state_of(&self, plan: &Plan) -> Result<PipelineState, Error> {
+        let state = PipelineState::load(self.store.root(), &plan.pipeline.name)
+            .map_err(|e| Error::Refused(format!("unreadable pipeline state {e}")))?;
+        if !state.file.is_empty() {
+            let ours = pipeline_file(plan);
+            let theirs = Path::new(&state.file);
+            let same = std::fs::canonicalize(theirs)
+                .ok()
+                .zip(std::fs::canonicalize(&ours).ok())
+                .is_some_and(|(a, b)| a == b);
+            // A state whose file is gone was moved or renamed: this file takes it over.
+            if !same && theirs.is_file() {
+                return Err(Error::Refused(format!(
+                    "pipeline name `{}` is already used in this workspace by {} (state {}); \
+                     give {} another `[pipeline] name`",
+                    plan.pipeline.name,
+                    theirs.display(),
+                    PipelineState::path(self.store.root(), &plan.pipeline.name).display(),
+                    ours.display()
+                )));
+            }
+        }
+        Ok(state)
+    }
+
+    /// Decides under the lock, checking every cached entry the run will read
+    /// (inputs of instances that run, entries to publish; all of them with
+    /// `verify`). A bad entry is quarantined and its instance runs again, which
+    /// may make its own inputs needed: repeated until nothing new is bad.
+    fn decide_checked(
+        &self,
+        plan: &Plan,
+        state: &PipelineState,
+        listing: &Listing,
+        options: &RunOptions,
+        warnings: &mut Vec<String>,
+    ) -> Result<Vec<Decision>, Error> {
+        let depth = if options.verify {
+            Depth::Full
+        } else {
+            Depth::Quick
+        };
+        let mut checked = vec![false; plan.instances.len()];
+        let mut damaged: Vec<(String, String)> = Vec::new();
+        loop {
+            let mut decisions = decide(plan, &self.store, state, options.force);
+            let mut needed = vec![options.verify; plan.instances.len()];
+            for (i, inst) in plan.instances.iter().enumerate() {
+                if decisions[i].runs() {
+                    for &input in &inst.inputs {
+                        needed[input] = true;
+                    }
+                } else if !(state
+                    .instances
+                    .get(&inst.id)
+                    .is_some_and(|e| e.fingerprint == inst.fingerprint)
+                    && listing.has(&inst.id))
+                {
+                    needed[i] = true;
+                }
+            }
+            let mut found_bad = false;
+            for (i, inst) in plan.instances.iter().enumerate() {
+                if !needed[i] || checked[i] || decisions[i].runs() {
+                    continue;
+                }
+                checked[i] = true;
+                if let Err(bad) = self.store.check(&inst.fingerprint, depth) {
+                    let moved = self.store.quarantine(&inst.fingerprint, &bad.to_string());
+                    let moved = moved.map_err(|e| {
+                        Error::io(format!("cannot quarantine store entry of {}", inst.id), e)
+                    })?;
+                    warnings.push(format!(
+                        "{bad}; moved to {} and re-computed",
+                        moved.display()
+                    ));
+                    damaged.push((inst.fingerprint.clone(), bad.problem.to_string()));
+                    found_bad = true;
+                }
+            }
+            if !found_bad {
+                for (decision, inst) in decisions.iter_mut().zip(&plan.instances) {
+                    if let Some((_, problem)) =
+                        damaged.iter().find(|(fp, _)| *fp == inst.fingerprint)
+                    {
+                        *decision = Decision::Run {
+                            reason: Cow::Owned(format!("store entry damaged: {problem}")),
+                        };
+                    }
+                }
+                return Ok(decisions);
+            }
+        }
     }
 
     /// Runs a pipeline: executes what is not cached, then writes the results view,
@@ -135,8 +248,14 @@ impl Workspace {
             .lock(on_wait)
             .map_err(|e| Error::io(format!("cannot lock {}", self.store.root().display()), e))?;
         // Decide under the lock: another run may have just filled the store.
-        let mut state = PipelineState::load(self.store.root(), &plan.pipeline.name);
-        let decisions = decide(plan, &self.store, &state, options.force);
+        let mut state = self.state_of(plan)?;
+        let view = ResultsView::new(&self.root, &plan.pipeline.name);
+        let listing = view.list();
+        let mut warnings = Vec::new();
+        let decisions = self.decide_checked(plan, &state, &listing, options, &mut warnings)?;
+        for message in &warnings {
+            report(&Event::Warning { message });
+        }
         let executor = Executor {
             plan,
             store: &self.store,
@@ -146,14 +265,14 @@ impl Workspace {
         };
         let results = executor.run(&decisions, report);
 
-        let view = ResultsView::new(&self.root, &plan.pipeline.name);
-        self.publish(plan, &results, &state, &view)?;
+        self.publish(plan, &results, &state, &view, &listing)?;
         self.save_state(plan, &results, &mut state)?;
 
         let record = RunRecord {
             pipeline: plan.pipeline.name.clone(),
             file: plan.pipeline.source.path().display().to_string(),
             seed: plan.pipeline.seed,
+            warnings,
             scalepipe_version: env!("CARGO_PKG_VERSION").to_string(),
             started,
             duration_s: clock.elapsed().as_secs_f64(),
@@ -179,9 +298,9 @@ impl Workspace {
         let record_path = view.dir().join("run.json");
         std::fs::create_dir_all(view.dir())
             .and_then(|_| {
-                std::fs::write(
+                durable::write_atomic(
                     &record_path,
-                    serde_json::to_vec(&record).map_err(std::io::Error::other)?,
+                    &serde_json::to_vec(&record).map_err(std::io::Error::other)?,
                 )
             })
             .map_err(|e| Error::io(format!("cannot write {}", record_path.display()), e))?;
@@ -223,7 +342,7 @@ impl Workspace {
             }
         }
         // A no-op run leaves the state as it was: skip rewriting it.
-        let file = plan.pipeline.source.path().display().to_string();
+        let file = pipeline_file(plan).display().to_string();
         if changed || state.file != file || state.pipeline != plan.pipeline.name {
             state.pipeline = plan.pipeline.name.clone();
             state.file = file;
@@ -242,8 +361,8 @@ impl Workspace {
         results: &[InstanceResult],
         state: &PipelineState,
         view: &ResultsView,
+        listing: &Listing,
     ) -> Result<(), Error> {
-        let listing = view.list();
         for (inst, result) in plan.instances.iter().zip(results) {
             let current = match result.status {
                 Status::Executed => false,
@@ -262,7 +381,7 @@ impl Workspace {
             }
         }
         let ids: Vec<&str> = plan.instances.iter().map(|i| i.id.as_str()).collect();
-        view.prune(&listing, &ids)
+        view.prune(listing, &ids)
             .map_err(|e| Error::io("cannot prune old results", e))
     }
 
@@ -272,7 +391,8 @@ impl Workspace {
             .store
             .entries()
             .map_err(|e| Error::io("cannot list the store", e))?;
-        let states = PipelineState::load_all(self.store.root());
+        let states = PipelineState::load_all(self.store.root())
+            .map_err(|e| Error::Refused(format!("unreadable pipeline state {e}")))?;
         let referenced: HashSet<&str> = states
             .iter()
             .flat_map(|state| {
@@ -307,34 +427,36 @@ impl Workspace {
         })
     }
 
-    /// Removes store entries that no pipeline's latest run references.
+    /// Removes store entries that no pipeline's latest run references, and
+    /// anything under `cache/` that is not a complete entry. Refuses (changing
+    /// nothing) when a pipeline state cannot be read: without it, every entry
+    /// of that pipeline would look unreferenced. Takes the workspace lock even
+    /// for a dry run, so what it lists is not changing underneath it.
     pub fn gc(&self, dry_run: bool) -> Result<GcReport, Error> {
-        let _lock = if dry_run {
-            None
-        } else {
-            Some(
-                self.store
-                    .lock(|| {
-                        eprintln!(
-                            "waiting for another scalepipe process to release the workspace lock"
-                        )
-                    })
-                    .map_err(|e| Error::io("cannot lock the store", e))?,
-            )
-        };
-        let referenced: HashSet<String> = PipelineState::load_all(self.store.root())
+        let _lock = self
+            .store
+            .lock(|| {
+                eprintln!("waiting for another scalepipe process to release the workspace lock")
+            })
+            .map_err(|e| Error::io("cannot lock the store", e))?;
+        let states = PipelineState::load_all(self.store.root()).map_err(|e| {
+            Error::Refused(format!(
+                "gc refused: unreadable pipeline state {e} (gc would delete that pipeline's entries)"
+            ))
+        })?;
+        let referenced: HashSet<String> = states
             .into_iter()
             .flat_map(|state| state.instances.into_values().map(|entry| entry.fingerprint))
             .collect();
-        let entries = self
+        let names = self
             .store
-            .entries()
+            .names()
             .map_err(|e| Error::io("cannot list the store", e))?;
         let mut removed = Vec::new();
         let mut bytes = 0;
         let mut kept = 0;
-        for fp in entries {
-            if referenced.contains(&fp) {
+        for fp in names {
+            if referenced.contains(&fp) && self.store.contains(&fp) {
                 kept += 1;
                 continue;
             }
@@ -355,4 +477,69 @@ impl Workspace {
             kept,
         })
     }
+
+    /// Re-hashes store entries against their manifests: every name under
+    /// `cache/`, or only the entries of one pipeline's latest run. With
+    /// `repair`, bad entries are quarantined (the next run re-computes them).
+    pub fn verify(&self, pipeline: Option<&str>, repair: bool) -> Result<VerifyReport, Error> {
+        let _lock = self
+            .store
+            .lock(|| {
+                eprintln!("waiting for another scalepipe process to release the workspace lock")
+            })
+            .map_err(|e| Error::io("cannot lock the store", e))?;
+        let names: Vec<String> = match pipeline {
+            None => self
+                .store
+                .names()
+                .map_err(|e| Error::io("cannot list the store", e))?,
+            Some(name) => {
+                let path = PipelineState::path(self.store.root(), name);
+                if !path.is_file() {
+                    return Err(Error::Usage(format!(
+                        "no pipeline `{name}` has run in this workspace ({} does not exist)",
+                        path.display()
+                    )));
+                }
+                let state = PipelineState::load(self.store.root(), name)
+                    .map_err(|e| Error::Refused(format!("unreadable pipeline state {e}")))?;
+                // Entries gc already removed are not bad, only gone.
+                let mut fps: Vec<String> = state
+                    .instances
+                    .into_values()
+                    .map(|entry| entry.fingerprint)
+                    .filter(|fp| std::fs::symlink_metadata(self.store.entry_dir(fp)).is_ok())
+                    .collect();
+                fps.sort();
+                fps.dedup();
+                fps
+            }
+        };
+        let mut bad = Vec::new();
+        for fp in &names {
+            if let Err(entry) = self.store.check(fp, Depth::Full) {
+                let moved = if repair && std::fs::symlink_metadata(self.store.entry_dir(fp)).is_ok()
+                {
+                    Some(
+                        self.store
+                            .quarantine(fp, &entry.to_string())
+                            .map_err(|e| Error::io(format!("cannot quarantine entry {fp}"), e))?,
+                    )
+                } else {
+                    None
+                };
+                bad.push((entry, moved));
+            }
+        }
+        Ok(VerifyReport {
+            checked: names.len(),
+            bad,
+        })
+    }
+}
+
+/// The pipeline file as an absolute path, as the pipeline state records it.
+fn pipeline_file(plan: &Plan) -> PathBuf {
+    let path = plan.pipeline.source.path();
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }

@@ -8,7 +8,8 @@ use crate::store::{PipelineState, Store};
 /// What a run will do with one instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// A complete entry with this fingerprint is in the store.
+    /// An entry with this fingerprint and its manifest is in the store. (Its
+    /// files are checked against the manifest when the run reads them.)
     Cached,
     /// The instance runs; the reason says what changed (mostly fixed words, so
     /// borrowed: a first run of a large sweep decides "new" for every instance).
@@ -47,13 +48,13 @@ pub fn decide(plan: &Plan, store: &Store, state: &PipelineState, force: bool) ->
             plan.instances.len()
         ];
     }
-    // One listing of the store instead of a `stat` per instance (see
-    // `Store::listed` for why a listed entry is complete).
-    let committed = store.listed();
+    // One listing of the store, then a `stat` of the manifest only for names
+    // that are listed: a directory without its manifest is never an entry.
+    let listed = store.listed();
     plan.instances
         .iter()
         .map(|inst| {
-            if committed.contains(&inst.fingerprint) {
+            if listed.contains(&inst.fingerprint) && store.contains(&inst.fingerprint) {
                 return Decision::Cached;
             }
             let before = state

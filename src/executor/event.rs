@@ -38,6 +38,9 @@ pub enum Event<'a> {
     },
     /// An instance will not run because an input failed.
     Skipped { id: &'a str, because: &'a str },
+    /// Something the user must know that did not stop the run, such as a
+    /// damaged store entry that was quarantined and will be re-computed.
+    Warning { message: &'a str },
     /// The run ended.
     RunFinished,
 }

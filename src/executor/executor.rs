@@ -15,7 +15,7 @@ use super::scheduler::Scheduler;
 use super::{Decision, Event, Outcome};
 use crate::graph::Plan;
 use crate::stages::{InputRef, StageContext, StageError};
-use crate::store::{unix_now, Manifest, Pending, Store};
+use crate::store::{unix_now, Depth, Manifest, Pending, Store};
 
 /// What happened to one instance in a run. In the run record it is written
 /// `executed`, `cached`, `failed`, `skipped` or `not-run`.
@@ -274,6 +274,13 @@ impl Executor<'_> {
                     panic_message(panic.as_ref())
                 )))
             });
+        // Inputs are committed entries other stages and runs read too: a stage
+        // that wrote into one fails, and the entry is quarantined.
+        let result = match (result, self.damaged_input(index)) {
+            (Err(StageError::Cancelled), _) => Err(StageError::Cancelled),
+            (_, Some(message)) => Err(StageError::msg(message)),
+            (result, None) => result,
+        };
         match result {
             Ok(()) => {
                 drop(ctx);
@@ -332,6 +339,27 @@ impl Executor<'_> {
                 }
             })
             .collect()
+    }
+
+    /// Quick-checks (sizes, times, file list) every input entry of an instance
+    /// after it ran; the first damaged one is quarantined and described.
+    fn damaged_input(&self, index: usize) -> Option<String> {
+        let inst = &self.plan.instances[index];
+        for &input in &inst.inputs {
+            let up = &self.plan.instances[input];
+            if let Err(bad) = self.store.check(&up.fingerprint, Depth::Quick) {
+                let moved = self.store.quarantine(&up.fingerprint, &bad.to_string());
+                let whereto = moved.map_or_else(
+                    |e| format!("could not be quarantined: {e}"),
+                    |dir| format!("moved to {}", dir.display()),
+                );
+                return Some(format!(
+                    "input `{}` changed while this stage ran: {} ({whereto}); stages must not write into their inputs",
+                    up.id, bad.problem
+                ));
+            }
+        }
+        None
     }
 
     /// Moves a finished entry into the store under its manifest.

@@ -8,7 +8,7 @@
 //! stage with no sweep receives all instances of a swept input (fan-in), and a
 //! stage swept over the same keys as its input is matched point to point.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -288,8 +288,22 @@ impl Builder<'_> {
 
         self.instances.reserve(points.len());
         self.by_stage[s].reserve(points.len());
+        let mut seen_ids: HashSet<String> = HashSet::with_capacity(points.len());
         for point in points {
             let id = instance_id(&stage.name, &point);
+            // Ids name results directories and state entries: two instances
+            // with one id would overwrite each other. Quoting makes this
+            // unreachable for the values a sweep holds; checked all the same.
+            if !seen_ids.insert(id.clone()) {
+                return Err(Box::new(
+                    Diagnostic::at(
+                        source,
+                        stage.span.clone(),
+                        format!("two sweep points of this stage have the same instance id `{id}`; make the sweep values distinct"),
+                    )
+                    .in_stage(&stage.name),
+                ));
+            }
             let mut inputs = Vec::new();
             for (input, shared, index) in &input_indexes {
                 let matched = index
@@ -375,18 +389,30 @@ impl Builder<'_> {
             let hash = match self.file_hashes.get(&path) {
                 Some(h) => h.clone(),
                 None => {
-                    let h = hash_file(&path).map_err(|e| {
-                        let shown = shown_path(&path, &self.pipeline.base_dir);
+                    let shown = shown_path(&path, &self.pipeline.base_dir);
+                    let error = |message: String| {
                         let key = param_naming(stage, &shown);
                         Box::new(
                             Diagnostic::at(
                                 &self.pipeline.source,
                                 stage.span_of(key.as_deref()),
-                                format!("cannot read `{shown}`: {e}"),
+                                message,
                             )
                             .in_stage(&stage.name),
                         )
-                    })?;
+                    };
+                    // The type first: opening a FIFO blocks until a writer
+                    // comes, and a device such as /dev/zero never ends.
+                    let meta = std::fs::metadata(&path)
+                        .map_err(|e| error(format!("cannot read `{shown}`: {e}")))?;
+                    if !meta.is_file() {
+                        return Err(error(format!(
+                            "`{shown}` is {}, not a regular file: a stage can only depend on regular files",
+                            file_type_name(&meta.file_type())
+                        )));
+                    }
+                    let h = hash_file(&path)
+                        .map_err(|e| error(format!("cannot read `{shown}`: {e}")))?;
                     self.file_hashes.insert(path.clone(), h.clone());
                     h
                 }
@@ -397,6 +423,22 @@ impl Builder<'_> {
             });
         }
         Ok(hashes)
+    }
+}
+
+/// A file type in words, for errors.
+fn file_type_name(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
     }
 }
 
@@ -457,7 +499,16 @@ pub fn instance_id(stage: &str, point: &Point) -> String {
         id.push(if n == 0 { '[' } else { ',' });
         id.push_str(k);
         id.push('=');
-        write_display_value(&mut id, v);
+        match v {
+            // Quoted (JSON) when the text could be misread as the id's own
+            // punctuation: `a="1,b=2"` and `a=1,b=2` stay distinct.
+            toml::Value::String(text)
+                if text.is_empty() || text.contains([',', '=', '[', ']', '"', '\\']) =>
+            {
+                id.push_str(&serde_json::to_string(text).expect("strings serialize"));
+            }
+            _ => write_display_value(&mut id, v),
+        }
     }
     id.push(']');
     id

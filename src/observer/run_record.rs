@@ -34,5 +34,8 @@ pub struct RunRecord {
     pub duration_s: f64,
     pub jobs: usize,
     pub interrupted: bool,
+    /// Warnings of the run (damaged entries quarantined, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub instances: Vec<InstanceRecord>,
 }

@@ -128,6 +128,7 @@ impl TerminalReporter {
             Event::Skipped { id, because } => {
                 self.line(&format!("  skipped {id}: input {because} failed"))
             }
+            Event::Warning { message } => self.line(&format!("warning: {message}")),
             Event::RunFinished => {
                 if let Some(bar) = self.overall.lock().expect("lock").take() {
                     bar.finish_and_clear();

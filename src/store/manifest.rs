@@ -15,6 +15,11 @@ pub struct OutputFile {
     pub path: String,
     pub bytes: u64,
     pub blake3: String,
+    /// Modification time (ns since the epoch) when the entry was committed: a
+    /// quick check re-hashes only files whose size or time changed since.
+    /// Absent in manifests written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime_ns: Option<u64>,
 }
 
 /// What an entry holds and how it was made.
@@ -36,12 +41,33 @@ pub struct Manifest {
 
 impl Manifest {
     /// Lists and hashes every file under `out_dir`, sorted by path.
+    ///
+    /// Outputs must be regular files and directories. A symbolic link is
+    /// refused rather than followed or copied: its target is not part of the
+    /// entry, so it could not be hashed, and publishing it would hand readers
+    /// whatever it points at (`/etc/passwd`, another entry).
     pub fn hash_outputs(out_dir: &Path) -> std::io::Result<Vec<OutputFile>> {
         let mut outputs = Vec::new();
         for entry in WalkDir::new(out_dir).sort_by_file_name() {
             let entry = entry.map_err(std::io::Error::other)?;
-            if !entry.file_type().is_file() {
+            let kind = entry.file_type();
+            if kind.is_dir() {
                 continue;
+            }
+            if !kind.is_file() {
+                let rel = entry.path().strip_prefix(out_dir).unwrap_or(entry.path());
+                let what = if kind.is_symlink() {
+                    "a symbolic link"
+                } else {
+                    "not a regular file"
+                };
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "output `{}` is {what}: stages must write regular files into their output directory",
+                        rel.display()
+                    ),
+                ));
             }
             let rel = entry
                 .path()
@@ -49,10 +75,12 @@ impl Manifest {
                 .unwrap_or(entry.path())
                 .to_string_lossy()
                 .replace('\\', "/");
+            let meta = entry.metadata().map_err(std::io::Error::other)?;
             outputs.push(OutputFile {
                 path: rel,
-                bytes: entry.metadata().map_err(std::io::Error::other)?.len(),
+                bytes: meta.len(),
                 blake3: hash_file(entry.path())?,
+                mtime_ns: mtime_ns(&meta),
             });
         }
         Ok(outputs)
@@ -62,6 +90,16 @@ impl Manifest {
         let bytes = std::fs::read(path)?;
         serde_json::from_slice(&bytes).map_err(std::io::Error::other)
     }
+}
+
+/// A file's modification time in nanoseconds since the epoch, where known.
+pub fn mtime_ns(meta: &std::fs::Metadata) -> Option<u64> {
+    let since = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    u64::try_from(since.as_nanos()).ok()
 }
 
 /// Seconds since the Unix epoch, as manifests and run records store times.

@@ -9,20 +9,26 @@
 //! .scalepipe/cache/<fp>/log.txt      what the stage printed
 //! .scalepipe/tmp/<fp>.<pid>.<n>/     entries being written (renamed into cache/)
 //! .scalepipe/failed/<fp>/            the last failed attempt, for its log
+//! .scalepipe/quarantine/<fp>.<t>.<pid>.<n>/  entries that failed a check, with reason.txt
 //! .scalepipe/pipelines/<name>.json   each pipeline's latest instances (plan reasons, gc)
-//! results/<pipeline>/<id>/           copies of the latest outputs
+//! results/<pipeline>/<dir>/          copies of the latest outputs (`dir`: the id,
+//!                                    escaped and shortened to a valid file name)
 //! results/<pipeline>/run.json        the run record
 //! ```
 
+pub mod durable;
 mod fingerprint;
 mod manifest;
+mod quarantine;
 mod results;
 mod state;
 #[allow(clippy::module_inception)]
 mod store;
+mod verify;
 
 pub use fingerprint::{CacheKey, CanonicalJson, FileHash};
 pub use manifest::{unix_now, Manifest, OutputFile};
-pub use results::{Listing, ResultsView};
-pub use state::{PipelineState, StateEntry, StoredKey};
+pub use results::{dir_name, Listing, ResultsView};
+pub use state::{PipelineState, StateEntry, StateError, StoredKey};
 pub use store::{Pending, Store, StoreLock};
+pub use verify::{BadEntry, Depth, Problem};

@@ -1,9 +1,18 @@
 //! The readable view of a pipeline's latest outputs under `results/<pipeline>/`.
 //!
-//! Each instance's outputs are copied (hard-linked where possible) out of the
-//! store, so the view survives `gc` and never points into an entry that is being
-//! written: only committed entries are copied, and each instance directory is
-//! swapped in with a rename.
+//! Each instance's outputs are copied out of the store, so the view survives
+//! `gc`, never points into an entry that is being written (only committed
+//! entries are copied, and each instance directory is swapped in with a
+//! rename), and editing a result never changes the cached entry that
+//! downstream stages read. Copies, not hard links: a hard link is the same
+//! file, so `echo x >> results/p/id/file` would change the entry. The copy is
+//! `std::fs::copy`, which on Linux uses `copy_file_range`, so filesystems that
+//! support it (btrfs, XFS with reflink) share the blocks copy-on-write instead
+//! of duplicating them; the crate forbids `unsafe`, so there is no direct
+//! `FICLONE` call.
+//!
+//! Directory names are the instance ids made into valid, distinct file names
+//! ([`dir_name`]); the readable id is in `run.json`.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -31,7 +40,7 @@ impl ResultsView {
         &self.dir
     }
 
-    /// Directory name of an instance (ids may hold `/` from string values).
+    /// Directory of an instance (see [`dir_name`]).
     pub fn instance_dir(&self, id: &str) -> PathBuf {
         self.dir.join(dir_name(id).as_ref())
     }
@@ -78,17 +87,23 @@ impl ResultsView {
             let dest = staging.join(rel);
             if entry.file_type().is_dir() {
                 fs::create_dir_all(&dest)?;
-            } else if fs::hard_link(entry.path(), &dest).is_err() {
+            } else if entry.file_type().is_file() {
                 fs::copy(entry.path(), &dest)?;
+            } else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} is not a regular file", entry.path().display()),
+                ));
             }
         }
+        super::durable::sync_tree(&staging)?;
         let _ = fs::remove_dir_all(&old);
         if target.exists() {
             fs::rename(&target, &old)?;
         }
         fs::rename(&staging, &target)?;
         let _ = fs::remove_dir_all(&old);
-        Ok(())
+        super::durable::sync_dir(&self.dir)
     }
 
     /// Removes instance directories that are not among `keep` (instances that
@@ -127,10 +142,81 @@ impl Listing {
     }
 }
 
-fn dir_name(id: &str) -> Cow<'_, str> {
-    if id.contains(['/', '\\', '\0']) {
-        Cow::Owned(id.replace(['/', '\\', '\0'], "_"))
+/// Longest directory name used for an instance, in bytes (file systems allow
+/// 255).
+const MAX_DIR_NAME: usize = 200;
+
+/// The directory name of an instance id: distinct ids give distinct names.
+///
+/// Bytes a file name cannot hold or that would be misread (`/`, `\`, NUL,
+/// control characters, a leading `.`) are written `%XX`, and so are `%` and `~`
+/// themselves, so escaping is reversible and `a/b` never meets `a_b`. A name
+/// longer than [`MAX_DIR_NAME`] keeps a readable prefix and ends in `~` and 32
+/// hex digits of the id's blake3; only shortened names contain a bare `~`, so
+/// they cannot meet an escaped one.
+pub fn dir_name(id: &str) -> Cow<'_, str> {
+    let special = |c: char| matches!(c, '/' | '\\' | '%' | '~') || c.is_control();
+    let escaped: Cow<str> = if id.contains(special) || id.starts_with('.') {
+        let mut out = String::with_capacity(id.len() + 8);
+        for (i, c) in id.char_indices() {
+            if special(c) || (i == 0 && c == '.') {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        Cow::Owned(out)
     } else {
         Cow::Borrowed(id)
+    };
+    if escaped.len() <= MAX_DIR_NAME {
+        return escaped;
+    }
+    let mut cut = MAX_DIR_NAME - 33;
+    while !escaped.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let hash = blake3::hash(id.as_bytes()).to_hex();
+    Cow::Owned(format!("{}~{}", &escaped[..cut], &hash[..32]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_names_are_distinct_valid_file_names() {
+        let ids = [
+            "s[v=a_b]",
+            "s[v=a/b]",
+            "s[v=a%2Fb]",
+            "s[v=a\\b]",
+            "s[v=a~b]",
+            ".hidden",
+            "..",
+        ];
+        let names: Vec<String> = ids.iter().map(|id| dir_name(id).into_owned()).collect();
+        let distinct: HashSet<&String> = names.iter().collect();
+        assert_eq!(distinct.len(), ids.len(), "{names:?}");
+        for name in &names {
+            assert!(!name.contains('/') && !name.starts_with('.'), "{name}");
+        }
+        assert_eq!(dir_name("train[d=1000,width=64]"), "train[d=1000,width=64]");
+    }
+
+    #[test]
+    fn long_ids_are_shortened_without_collisions() {
+        let a = format!("s[v={}a]", "x".repeat(300));
+        let b = format!("s[v={}b]", "x".repeat(300));
+        let huge = "é".repeat(40_000);
+        for id in [&a, &b, &huge] {
+            let name = dir_name(id);
+            assert!(name.len() <= MAX_DIR_NAME, "{} bytes", name.len());
+        }
+        assert_ne!(dir_name(&a), dir_name(&b));
+        assert!(dir_name(&a).starts_with("s[v=xxx"));
     }
 }

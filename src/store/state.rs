@@ -60,42 +60,81 @@ pub struct PipelineState {
     pub instances: BTreeMap<String, StateEntry>,
 }
 
+/// A pipeline state file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", path.display())]
+pub struct StateError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
 impl PipelineState {
-    fn path(store_root: &Path, pipeline: &str) -> PathBuf {
+    /// `.scalepipe/pipelines/<name>.json`.
+    pub fn path(store_root: &Path, pipeline: &str) -> PathBuf {
         store_root
             .join("pipelines")
             .join(format!("{pipeline}.json"))
     }
 
-    /// The state of a pipeline, empty if it never ran here.
-    pub fn load(store_root: &Path, pipeline: &str) -> PipelineState {
-        fs::read(Self::path(store_root, pipeline))
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default()
+    /// The state of a pipeline, empty if it never ran here. A state file that
+    /// exists but cannot be read is an error, never an empty state: an empty
+    /// state would let `gc` delete every entry of the pipeline.
+    pub fn load(store_root: &Path, pipeline: &str) -> Result<PipelineState, StateError> {
+        let path = Self::path(store_root, pipeline);
+        match fs::read(&path) {
+            Ok(bytes) => Self::parse(&path, &bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(PipelineState::default()),
+            Err(e) => Err(StateError {
+                path,
+                message: format!("cannot read it: {e}"),
+            }),
+        }
     }
 
-    /// Every pipeline state in the store.
-    pub fn load_all(store_root: &Path) -> Vec<PipelineState> {
-        let Ok(dir) = fs::read_dir(store_root.join("pipelines")) else {
-            return Vec::new();
+    fn parse(path: &Path, bytes: &[u8]) -> Result<PipelineState, StateError> {
+        serde_json::from_slice(bytes).map_err(|e| StateError {
+            path: path.to_path_buf(),
+            message: format!(
+                "not a pipeline state ({e}); move it away or delete it, then re-run the pipeline"
+            ),
+        })
+    }
+
+    /// Every pipeline state in the store, or the first file that cannot be read.
+    pub fn load_all(store_root: &Path) -> Result<Vec<PipelineState>, StateError> {
+        let dir_path = store_root.join("pipelines");
+        let dir = match fs::read_dir(&dir_path) {
+            Ok(dir) => dir,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(StateError {
+                    path: dir_path,
+                    message: format!("cannot list it: {e}"),
+                })
+            }
         };
-        let mut states: Vec<PipelineState> = dir
+        let mut paths: Vec<PathBuf> = dir
             .filter_map(Result::ok)
-            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-            .filter_map(|e| fs::read(e.path()).ok())
-            .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
             .collect();
+        paths.sort();
+        let mut states = Vec::with_capacity(paths.len());
+        for path in paths {
+            let bytes = fs::read(&path).map_err(|e| StateError {
+                path: path.clone(),
+                message: format!("cannot read it: {e}"),
+            })?;
+            states.push(Self::parse(&path, &bytes)?);
+        }
         states.sort_by(|a, b| a.pipeline.cmp(&b.pipeline));
-        states
+        Ok(states)
     }
 
-    /// Writes the state atomically (a temporary file renamed over the old one).
+    /// Writes the state atomically and durably (see [`super::durable`]).
     pub fn save(&self, store_root: &Path) -> io::Result<()> {
         let path = Self::path(store_root, &self.pipeline);
         fs::create_dir_all(path.parent().expect("state path has a parent"))?;
-        let tmp = path.with_extension(format!("json.{}", std::process::id()));
-        fs::write(&tmp, serde_json::to_vec(self).map_err(io::Error::other)?)?;
-        fs::rename(tmp, path)
+        super::durable::write_atomic(&path, &serde_json::to_vec(self).map_err(io::Error::other)?)
     }
 }

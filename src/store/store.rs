@@ -83,13 +83,13 @@ impl Store {
         self.entry_dir(fingerprint).join("manifest.json").is_file()
     }
 
-    /// Fingerprints of the committed entries, read with one directory listing.
+    /// Names under `cache/`, read with one directory listing.
     ///
     /// Deciding a plan checks every instance; one listing replaces a `stat` of
-    /// each manifest (a fifth of a no-op run of 10,000 instances). A directory
-    /// under `cache/` is always complete: entries get there only by the rename
-    /// in [`Store::commit`], after their manifest is written, and leave by the
-    /// rename in [`Store::remove`] before anything in them is deleted.
+    /// each manifest for the instances that are not in the store. A listed
+    /// name is not trusted to be complete: a directory can be created there by
+    /// hand or left without its manifest, so `decide` checks the manifest of
+    /// each listed name it would use ([`Store::contains`]).
     pub fn listed(&self) -> HashSet<String> {
         let Ok(dir) = fs::read_dir(self.cache_dir()) else {
             return HashSet::new();
@@ -97,6 +97,23 @@ impl Store {
         dir.filter_map(Result::ok)
             .filter_map(|e| e.file_name().into_string().ok())
             .collect()
+    }
+
+    /// Every name under `cache/`, complete entries or not, sorted.
+    pub fn names(&self) -> io::Result<Vec<String>> {
+        let dir = match fs::read_dir(self.cache_dir()) {
+            Ok(dir) => dir,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for entry in dir {
+            if let Some(name) = entry?.file_name().to_str() {
+                out.push(name.to_string());
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     pub fn manifest(&self, fingerprint: &str) -> io::Result<Manifest> {
@@ -140,26 +157,43 @@ impl Store {
         })
     }
 
-    /// Publishes a finished entry: writes its manifest, then renames the directory
-    /// into the cache in one atomic step.
+    /// Publishes a finished entry: writes its manifest, flushes the outputs and
+    /// the manifest to disk, renames the directory into the cache in one atomic
+    /// step, and flushes the cache directory so the rename is on disk too. After
+    /// a crash an entry is either absent or complete with the bytes its
+    /// manifest hashed.
     pub fn commit(&self, pending: Pending, manifest: &Manifest) -> io::Result<()> {
         let json = serde_json::to_vec_pretty(manifest).map_err(io::Error::other)?;
         fs::write(pending.dir.join("manifest.json"), json)?;
+        super::durable::sync_tree(&pending.dir)?;
         let target = self.entry_dir(&pending.fingerprint);
-        if target.exists() {
-            // An incomplete directory with this name cannot exist (renames are
-            // atomic), so this is a complete entry with the same fingerprint.
+        if self.contains(&pending.fingerprint) {
+            // A complete entry with the same fingerprint (another process's, or
+            // this one's from an earlier attempt): same key, same outputs.
             fs::remove_dir_all(&pending.dir)?;
             return Ok(());
         }
-        fs::rename(&pending.dir, &target)
+        if fs::symlink_metadata(&target).is_ok() {
+            // Something without a manifest squats on the name: never a valid
+            // entry, so it is kept aside rather than trusted or merged.
+            self.quarantine(
+                &pending.fingerprint,
+                "no manifest.json when an entry was committed",
+            )?;
+        }
+        fs::rename(&pending.dir, &target)?;
+        super::durable::sync_dir(&self.cache_dir())
     }
 
-    /// Keeps a failed attempt (its log) under `failed/`, replacing an older one.
+    /// Keeps a failed attempt's logs under `failed/`, replacing an older one.
+    /// Its partial outputs are dropped: they are never read again (`failed/`
+    /// is not an entry), and when a full disk is why the attempt failed, a copy
+    /// of them would keep the disk full for the re-run.
     pub fn keep_failed(&self, pending: Pending) -> PathBuf {
         let target = self.failed_dir(&pending.fingerprint);
         let _ = fs::remove_dir_all(&target);
         let _ = fs::create_dir_all(self.root.join("failed"));
+        let _ = fs::remove_dir_all(pending.out_dir());
         if fs::rename(&pending.dir, &target).is_err() {
             let _ = fs::remove_dir_all(&pending.dir);
         }
@@ -191,13 +225,17 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes a committed entry. It is renamed out of the cache first, so a
-    /// reader never sees a half-deleted entry as complete.
+    /// Removes a committed entry (or whatever sits on its name). It is renamed
+    /// out of the cache first, so a reader never sees a half-deleted entry.
     pub fn remove(&self, fingerprint: &str) -> io::Result<()> {
         let doomed = self.tmp_dir().join(format!("{fingerprint}.gc"));
         fs::create_dir_all(self.tmp_dir())?;
         fs::rename(self.entry_dir(fingerprint), &doomed)?;
-        fs::remove_dir_all(doomed)
+        if doomed.is_dir() {
+            fs::remove_dir_all(doomed)
+        } else {
+            fs::remove_file(doomed)
+        }
     }
 
     /// Bytes used by an entry.

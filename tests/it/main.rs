@@ -10,4 +10,5 @@ mod harness;
 mod malformed;
 mod report;
 mod stability;
+mod store;
 mod train;
