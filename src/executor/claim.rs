@@ -22,12 +22,19 @@
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::process;
 
 /// How often a run waiting for a claim looks again.
 const POLL: Duration = Duration::from_millis(20);
+
+/// Age after which a claim file that does not parse is taken over.
+const UNREADABLE_AFTER: Duration = Duration::from_secs(10);
+
+/// Numbers the scratch files of claims being created.
+static SCRATCH: AtomicU64 = AtomicU64::new(0);
 
 /// The claims directory of a store.
 #[derive(Debug, Clone)]
@@ -123,26 +130,16 @@ impl Claims {
         let path = self.path(fingerprint);
         let mut waited = false;
         loop {
-            match File::options().write(true).create_new(true).open(&path) {
-                Ok(mut file) => {
-                    writeln!(file, "pid {}\nhost {}", std::process::id(), self.host)?;
-                    file.sync_data()?;
-                    let claim = Claim { path, file };
-                    return Ok(if waited {
-                        Taken::AfterWaiting(claim)
-                    } else {
-                        Taken::Claimed(claim)
-                    });
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e),
+            if self.create(&path)? {
+                let file = File::options().append(true).open(&path)?;
+                let claim = Claim { path, file };
+                return Ok(if waited {
+                    Taken::AfterWaiting(claim)
+                } else {
+                    Taken::Claimed(claim)
+                });
             }
-            // A claim just created may not hold its text yet: only a parsed
-            // holder can be stale.
-            let holder = fs::read_to_string(&path)
-                .ok()
-                .and_then(|t| Holder::parse(&t));
-            if let Some(holder) = holder.filter(|h| self.is_stale(h)) {
+            if let Some(holder) = self.stale_holder(&path) {
                 self.take_over(fingerprint, &holder);
                 continue;
             }
@@ -151,6 +148,40 @@ impl Claims {
             }
             waited = true;
             std::thread::sleep(POLL);
+        }
+    }
+
+    /// Creates the claim file at `path` with its text in one step: the text goes
+    /// to a private file first, which is then hard-linked to `path` (fails if
+    /// `path` exists). A claim is never visible half-written, even if this
+    /// process is killed in between. Returns whether the claim was created.
+    fn create(&self, path: &Path) -> io::Result<bool> {
+        let n = SCRATCH.fetch_add(1, Ordering::Relaxed);
+        let scratch = self.dir.join(format!(".new.{}.{n}", std::process::id()));
+        let mut file = File::create(&scratch)?;
+        writeln!(file, "pid {}\nhost {}", std::process::id(), self.host)?;
+        file.sync_data()?;
+        drop(file);
+        let linked = fs::hard_link(&scratch, path);
+        let _ = fs::remove_file(&scratch);
+        match linked {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The holder of the claim at `path` if it is stale. A claim that does not
+    /// parse (damaged; claims are never visible half-written) counts as stale
+    /// once it is older than [`UNREADABLE_AFTER`].
+    fn stale_holder(&self, path: &Path) -> Option<Holder> {
+        let text = fs::read_to_string(path).ok()?;
+        match Holder::parse(&text) {
+            Some(holder) => self.is_stale(&holder).then_some(holder),
+            None => {
+                let age = fs::metadata(path).ok()?.modified().ok()?.elapsed().ok()?;
+                (age > UNREADABLE_AFTER).then(Holder::default)
+            }
         }
     }
 
@@ -183,10 +214,17 @@ impl Claims {
                 let _ = fs::remove_file(entry.path());
                 continue;
             }
-            let holder = fs::read_to_string(entry.path())
-                .ok()
-                .and_then(|t| Holder::parse(&t));
-            if let Some(holder) = holder.filter(|h| self.is_stale(h)) {
+            if let Some(pid) = name
+                .strip_prefix(".new.")
+                .and_then(|rest| rest.split('.').next())
+            {
+                // Scratch text of a claim its creator did not finish.
+                if pid.parse().is_ok_and(|pid| !process::alive(pid)) {
+                    let _ = fs::remove_file(entry.path());
+                }
+                continue;
+            }
+            if let Some(holder) = self.stale_holder(&entry.path()) {
                 self.take_over(&name, &holder);
                 reaped.push(holder);
             }
@@ -241,6 +279,27 @@ mod tests {
             claims.take("fp", || true).unwrap(),
             Taken::Claimed(_)
         ));
+        // A scratch file of a killed creator is cleaned up; claims are only
+        // ever visible complete.
+        fs::write(claims.dir().join(format!(".new.{dead}.0")), "pid").unwrap();
+        assert!(claims.reap_stale().is_empty());
+        assert!(!claims.dir().join(format!(".new.{dead}.0")).exists());
+        // A damaged (unparseable) claim is taken over once it is old.
+        let damaged = claims.dir().join("fp3");
+        fs::write(&damaged, "").unwrap();
+        assert!(matches!(
+            claims.take("fp3", || true).unwrap(),
+            Taken::Stopped
+        ));
+        let old = std::time::SystemTime::now() - Duration::from_secs(60);
+        File::options()
+            .write(true)
+            .open(&damaged)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let taken = claims.take("fp3", || true).unwrap();
+        assert!(matches!(taken, Taken::Claimed(_)), "{taken:?}");
         // One from another host is not (its pid means nothing here).
         fs::write(
             claims.dir().join("fp2"),
