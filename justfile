@@ -37,6 +37,11 @@ bench-fit:
 bench-train *args:
     bash bench/train/run.sh {{args}}
 
+# Store guarantees under SIGKILL: 200 seeded kills of a 50-instance run, then
+# verify, resume and count (e.g. `just bench-faults --trials 50 --seed 2`).
+bench-faults *args:
+    bash bench/faults/run.sh {{args}}
+
 # Side-by-side with Snakemake and DVC (installs them into bench/.venv; ~1 hour on
 # 2 cores); `just bench-report bench/work/raw.tsv` prints the tables.
 bench-compare *args:

@@ -83,6 +83,10 @@ enum Command {
     },
 }
 
+/// The most stage threads `--jobs` may ask for: far above any machine's cores,
+/// well below what makes thread creation fail.
+const MAX_JOBS: usize = 1024;
+
 /// Set by Ctrl-C; running stages and the executor watch it.
 static CANCEL: AtomicBool = AtomicBool::new(false);
 
@@ -162,6 +166,11 @@ fn run(
 ) -> Result<(), Error> {
     let jobs = match jobs {
         Some(0) => return Err(Error::Usage("--jobs must be at least 1".into())),
+        Some(n) if n > MAX_JOBS => {
+            return Err(Error::Usage(format!(
+                "--jobs {n} is more than the {MAX_JOBS} stage threads scalepipe starts at most"
+            )))
+        }
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
@@ -233,26 +242,37 @@ fn plan(workspace: &Workspace, file: &Path, force: bool, json: bool) -> Result<(
     Ok(())
 }
 
+/// One instance in `plan --json`. Fields in sorted order, the order the output
+/// had when it was built as a `serde_json` map.
+#[derive(Serialize)]
+struct PlanLine<'a> {
+    fingerprint: &'a str,
+    id: &'a str,
+    kind: &'a str,
+    reason: &'a str,
+    status: &'a str,
+}
+
+/// `{"pipeline": ..., "stages": [...]}`, written instance by instance: a
+/// million-instance plan is never held as one JSON value.
 fn write_plan_json(out: &mut impl Write, plan: &Plan, decisions: &[Decision]) -> io::Result<()> {
-    let stages: Vec<_> = plan
-        .instances
-        .iter()
-        .zip(decisions)
-        .map(|(inst, decision)| {
-            serde_json::json!({
-                "id": inst.id,
-                "kind": inst.kind.name,
-                "status": decision.label(),
-                "reason": decision.reason(),
-                "fingerprint": inst.fingerprint,
-            })
-        })
-        .collect();
-    serde_json::to_writer(
-        &mut *out,
-        &serde_json::json!({ "pipeline": plan.pipeline.name, "stages": stages }),
-    )?;
-    writeln!(out)
+    out.write_all(b"{\"pipeline\":")?;
+    serde_json::to_writer(&mut *out, &plan.pipeline.name)?;
+    out.write_all(b",\"stages\":[")?;
+    for (n, (inst, decision)) in plan.instances.iter().zip(decisions).enumerate() {
+        if n > 0 {
+            out.write_all(b",")?;
+        }
+        let line = PlanLine {
+            fingerprint: &inst.fingerprint,
+            id: &inst.id,
+            kind: inst.kind.name,
+            reason: decision.reason(),
+            status: decision.label(),
+        };
+        serde_json::to_writer(&mut *out, &line)?;
+    }
+    out.write_all(b"]}\n")
 }
 
 fn write_plan_text(out: &mut impl Write, plan: &Plan, decisions: &[Decision]) -> io::Result<()> {

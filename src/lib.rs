@@ -17,6 +17,7 @@ pub mod json_file;
 pub mod numfmt;
 pub mod observer;
 pub mod pipeline;
+pub mod process;
 pub mod report;
 pub mod stages;
 pub mod store;

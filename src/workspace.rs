@@ -13,10 +13,11 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use crate::error::Error;
-use crate::executor::{decide, Decision, Event, Executor, InstanceResult, Status};
+use crate::executor::{decide, Claims, Decision, Event, Executor, InstanceResult, Status};
 use crate::graph::Plan;
 use crate::observer::{InstanceRecord, RunRecord};
 use crate::pipeline::Pipeline;
+use crate::stages::{ENV_RUN_PID, ENV_WORKSPACE};
 use crate::store::{
     durable, unix_now, BadEntry, Depth, Listing, PipelineState, ResultsView, StateEntry, Store,
     StoredKey,
@@ -243,6 +244,10 @@ impl Workspace {
     ) -> Result<RunReport, Error> {
         let started = unix_now();
         let clock = Instant::now();
+        self.refuse_nested_run()?;
+        // Before the lock, whose taking deletes `tmp/`: end what a killed run's
+        // stages left running there.
+        Claims::new(self.store.root()).reap_stale();
         let _lock = self
             .store
             .lock(on_wait)
@@ -263,7 +268,9 @@ impl Workspace {
             keep_going: options.keep_going,
             cancel,
         };
-        let results = executor.run(&decisions, report);
+        let results = executor
+            .run(&decisions, report)
+            .map_err(|e| Error::io("cannot run the pipeline", e))?;
 
         self.publish(plan, &results, &state, &view, &listing)?;
         self.save_state(plan, &results, &mut state)?;
@@ -308,6 +315,32 @@ impl Workspace {
             record,
             record_path,
         })
+    }
+
+    /// Fails when called from a stage of a run that holds this workspace's lock
+    /// (it would wait for its own parent forever).
+    fn refuse_nested_run(&self) -> Result<(), Error> {
+        let (Some(workspace), Some(pid)) = (
+            std::env::var_os(ENV_WORKSPACE),
+            std::env::var(ENV_RUN_PID)
+                .ok()
+                .and_then(|p| p.parse::<u32>().ok()),
+        ) else {
+            return Ok(());
+        };
+        let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => a == b,
+        };
+        if same(Path::new(&workspace), &self.root) && crate::process::alive(pid) {
+            return Err(Error::Usage(format!(
+                "cannot run a pipeline on workspace {} from inside one of its stages: \
+                 the run that started the stage (pid {pid}) holds the workspace lock until \
+                 the stage ends; use another --workspace",
+                self.root.display()
+            )));
+        }
+        Ok(())
     }
 
     /// Updates the pipeline state after a run and saves it if it changed. The state

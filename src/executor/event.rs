@@ -12,6 +12,10 @@ pub enum Outcome {
     Failed { message: String, log: PathBuf },
     /// Stopped by Ctrl-C.
     Cancelled,
+    /// Not executed: while this run waited for the fingerprint's claim, its
+    /// holder (another run, or an instance of this one with the same
+    /// fingerprint) committed the entry.
+    Reused,
 }
 
 /// Something that happened during a run.

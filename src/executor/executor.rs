@@ -3,18 +3,21 @@
 //!
 //! Work runs on a rayon pool of `--jobs` threads; the calling thread only
 //! schedules ([`Scheduler`] decides what starts next) and collects what finished.
+//! Each instance executes under its fingerprint's claim ([`Claims`]), so no two
+//! executions of one fingerprint overlap, and with its stage's `timeout`.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::claim::{Claims, Taken};
 use super::scheduler::Scheduler;
 use super::{Decision, Event, Outcome};
 use crate::graph::Plan;
-use crate::stages::{InputRef, StageContext, StageError};
+use crate::stages::{InputRef, StageContext, StageError, ENV_RUN_PID, ENV_WORKSPACE};
 use crate::store::{unix_now, Depth, Manifest, Pending, Store};
 
 /// What happened to one instance in a run. In the run record it is written
@@ -81,20 +84,29 @@ struct RunState {
 }
 
 impl Executor<'_> {
-    /// Runs every instance the decisions mark as `Run`, reporting events.
-    pub fn run(&self, decisions: &[Decision], report: Report) -> Vec<InstanceResult> {
+    /// Runs every instance the decisions mark as `Run`, reporting events. Fails
+    /// only if the pool of `jobs` threads cannot be started.
+    pub fn run(
+        &self,
+        decisions: &[Decision],
+        report: Report,
+    ) -> std::io::Result<Vec<InstanceResult>> {
         let plan = self.plan;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.jobs.max(1))
+            .thread_name(|i| format!("scalepipe-stage-{i}"))
+            .build()
+            .map_err(|e| {
+                std::io::Error::other(format!("cannot start {} stage threads: {e}", self.jobs))
+            })?;
         let to_run = decisions.iter().filter(|d| d.runs()).count();
         report(&Event::RunStarted {
             total: plan.instances.len(),
             to_run,
         });
         let mut run = self.start(decisions, report);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(self.jobs.max(1))
-            .thread_name(|i| format!("scalepipe-stage-{i}"))
-            .build()
-            .expect("thread pool starts");
+        let claims = Claims::new(self.store.root());
+        let claims = &claims;
         let (tx, rx) = mpsc::channel::<Done>();
         pool.in_place_scope(|scope| loop {
             run.stopping |= self.cancel.load(Ordering::Relaxed);
@@ -109,7 +121,7 @@ impl Executor<'_> {
                 let tx = tx.clone();
                 scope.spawn(move |_| {
                     let start = Instant::now();
-                    let outcome = self.execute(index, threads, report);
+                    let outcome = self.execute(index, threads, claims, report);
                     let _ = tx.send(Done {
                         index,
                         duration: start.elapsed(),
@@ -128,12 +140,13 @@ impl Executor<'_> {
             }
         });
         report(&Event::RunFinished);
-        run.results
+        Ok(run
+            .results
             .into_iter()
             .map(|result| {
                 result.unwrap_or(InstanceResult::new(Status::NotRun, Duration::ZERO, None))
             })
-            .collect()
+            .collect())
     }
 
     /// Marks the cached instances done and queues every instance whose inputs are.
@@ -182,7 +195,7 @@ impl Executor<'_> {
             outcome: &done.outcome,
         });
         let (status, error) = match done.outcome {
-            Outcome::Executed => {
+            Outcome::Executed | Outcome::Reused => {
                 for consumer in plan.consumers(done.index) {
                     run.waiting[consumer] -= 1;
                     if run.waiting[consumer] == 0 && run.results[consumer].is_none() {
@@ -190,7 +203,12 @@ impl Executor<'_> {
                             .push_ready(consumer, plan.instances[consumer].resources);
                     }
                 }
-                (Status::Executed, None)
+                let status = if matches!(done.outcome, Outcome::Reused) {
+                    Status::Cached
+                } else {
+                    Status::Executed
+                };
+                (status, None)
             }
             Outcome::Failed { message, .. } => {
                 self.skip_dependents(done.index, &mut run.results, report);
@@ -231,9 +249,32 @@ impl Executor<'_> {
         }
     }
 
-    /// Runs one instance into a fresh entry and commits it.
-    fn execute(&self, index: usize, threads: usize, report: Report) -> Outcome {
+    /// Runs one instance into a fresh entry and commits it, holding its
+    /// fingerprint's claim from before it starts until after the commit.
+    fn execute(&self, index: usize, threads: usize, claims: &Claims, report: Report) -> Outcome {
         let inst = &self.plan.instances[index];
+        let claim = match claims.take(&inst.fingerprint, || self.cancel.load(Ordering::Relaxed)) {
+            Ok(Taken::Claimed(claim)) => claim,
+            Ok(Taken::AfterWaiting(claim)) => {
+                if self.store.contains(&inst.fingerprint) {
+                    return Outcome::Reused;
+                }
+                claim
+            }
+            Ok(Taken::Stopped) => return Outcome::Cancelled,
+            Err(e) => {
+                return Outcome::Failed {
+                    message: format!("cannot claim {}: {e}", inst.fingerprint),
+                    log: claims.dir().to_path_buf(),
+                }
+            }
+        };
+        let claim = Mutex::new(claim);
+        let record_group = |pgid: u32| {
+            if let Ok(mut claim) = claim.lock() {
+                let _ = claim.record_group(pgid);
+            }
+        };
         let started = unix_now();
         let clock = Instant::now();
         let pending = match self.store.begin(&inst.fingerprint) {
@@ -266,7 +307,10 @@ impl Executor<'_> {
             self.cancel,
             &progress,
             log,
-        );
+        )
+        .with_timeout(self.plan.pipeline.stages[inst.stage_index].timeout)
+        .with_env(self.stage_env())
+        .with_group_hook(&record_group);
         let result =
             catch_unwind(AssertUnwindSafe(|| inst.job.run(&ctx))).unwrap_or_else(|panic| {
                 Err(StageError::msg(format!(
@@ -305,6 +349,22 @@ impl Executor<'_> {
                     },
                 }
             }
+            Err(StageError::Cancelled)
+                if ctx.timed_out().is_some() && !self.cancel.load(Ordering::Relaxed) =>
+            {
+                let timeout = ctx.timed_out().unwrap_or_default();
+                let message = format!(
+                    "timed out after {}",
+                    crate::numfmt::duration(timeout.as_secs_f64())
+                );
+                ctx.log(&format!("error: {message}"));
+                drop(ctx);
+                let dir = self.store.keep_failed(pending);
+                Outcome::Failed {
+                    message,
+                    log: dir.join("log.txt"),
+                }
+            }
             Err(StageError::Cancelled) => {
                 drop(ctx);
                 self.store.discard(pending);
@@ -320,6 +380,17 @@ impl Executor<'_> {
                 }
             }
         }
+    }
+
+    /// Variables exported to every process a stage starts: the workspace and this
+    /// run's pid, so that `scalepipe run` inside a stage can refuse to wait for
+    /// the lock this run holds.
+    fn stage_env(&self) -> Vec<(String, String)> {
+        let workspace = self.store.root().parent().unwrap_or(self.store.root());
+        vec![
+            (ENV_WORKSPACE.into(), workspace.display().to_string()),
+            (ENV_RUN_PID.into(), std::process::id().to_string()),
+        ]
     }
 
     /// What an instance is told about each of its inputs.

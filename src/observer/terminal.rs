@@ -117,6 +117,10 @@ impl TerminalReporter {
                         self.line(&format!("  ran {id} in {:.2}s", duration.as_secs_f64()))
                     }
                     Outcome::Executed => {}
+                    Outcome::Reused if !self.quiet => {
+                        self.line(&format!("  {id} was committed by another run meanwhile"))
+                    }
+                    Outcome::Reused => {}
                     Outcome::Failed { message, log } => self.line(&format!(
                         "  FAILED {id} after {:.2}s: {message}\n    log: {}",
                         duration.as_secs_f64(),

@@ -15,7 +15,16 @@ use super::{Diagnostic, Source, Span, Sweep, SweepMode};
 use crate::stages::{self, Kind};
 
 /// Keys of a stage table that belong to the engine, not to the kind.
-const ENGINE_KEYS: &[&str] = &["kind", "inputs", "foreach", "sweep", "sweep_mode"];
+/// `timeout` is the engine's too: how long an instance may run is not part of what
+/// it computes, so it stays out of the fingerprint (changing it re-runs nothing).
+const ENGINE_KEYS: &[&str] = &[
+    "kind",
+    "inputs",
+    "foreach",
+    "sweep",
+    "sweep_mode",
+    "timeout",
+];
 
 /// A validated pipeline file.
 #[derive(Debug)]
@@ -46,6 +55,8 @@ pub struct StageDef {
     /// Span of each parameter's key.
     pub param_spans: HashMap<String, Span>,
     pub sweep: Option<Sweep>,
+    /// How long one instance may run before it fails with "timed out after ...".
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl StageDef {
@@ -68,7 +79,7 @@ impl StageDef {
 impl Pipeline {
     /// Reads and validates a pipeline file.
     pub fn load(path: &Path) -> Result<Pipeline, Box<Diagnostic>> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let bytes = std::fs::read(path).map_err(|e| {
             Box::new(Diagnostic {
                 path: path.to_path_buf(),
                 location: None,
@@ -77,6 +88,17 @@ impl Pipeline {
                 stage: None,
                 message: format!("cannot read pipeline file: {e}"),
             })
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            // Point at the first bad byte, in the text with it replaced by U+FFFD.
+            let at = e.utf8_error().valid_up_to();
+            let byte = e.as_bytes()[at];
+            let shown = Source::new(path, String::from_utf8_lossy(e.as_bytes()).into_owned());
+            Box::new(Diagnostic::at(
+                &shown,
+                Some(at..at + char::REPLACEMENT_CHARACTER.len_utf8()),
+                format!("the file is not valid UTF-8 (byte 0x{byte:02x}); pipeline files are UTF-8 text"),
+            ))
         })?;
         Pipeline::parse(Source::new(path, text))
     }
@@ -293,6 +315,16 @@ impl Parser<'_> {
             ),
         };
 
+        let timeout = match table.get("timeout") {
+            None => None,
+            Some(item) => Some(timeout(item).ok_or_else(|| {
+                in_stage(self.error(
+                    item.span().or(key_span(table, "timeout")),
+                    "`timeout` must be a duration such as \"30s\", \"5m\", \"2h\" or \"500ms\", or a number of seconds > 0",
+                ))
+            })?),
+        };
+
         let mut params = toml::Table::new();
         let mut param_spans = HashMap::new();
         for (key, item) in table.iter() {
@@ -322,6 +354,7 @@ impl Parser<'_> {
             params,
             param_spans,
             sweep,
+            timeout,
         })
     }
 
@@ -525,4 +558,32 @@ fn syntax_message(message: &str) -> String {
         Some(e) if e != first => format!("invalid TOML: {first}, {e}"),
         _ => format!("invalid TOML: {first}"),
     }
+}
+
+/// A stage's `timeout`: seconds as a number, or a string with a unit (`ms`, `s`,
+/// `m`, `h`). `None` when it is not a positive, finite duration.
+fn timeout(item: &Item) -> Option<std::time::Duration> {
+    let seconds = match item.as_value()? {
+        toml_edit::Value::Integer(n) => *n.value() as f64,
+        toml_edit::Value::Float(f) => *f.value(),
+        toml_edit::Value::String(s) => {
+            let text = s.value().trim();
+            let split = text
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(text.len());
+            let (number, unit) = text.split_at(split);
+            let number: f64 = number.parse().ok()?;
+            let scale = match unit.trim() {
+                "ms" => 1e-3,
+                "s" | "" => 1.0,
+                "m" | "min" => 60.0,
+                "h" => 3600.0,
+                _ => return None,
+            };
+            number * scale
+        }
+        _ => return None,
+    };
+    (seconds.is_finite() && seconds > 0.0 && seconds < 1e9)
+        .then(|| std::time::Duration::from_secs_f64(seconds))
 }

@@ -7,14 +7,23 @@
 //! `SCALEPIPE_INPUTS` a JSON file listing the input instances. `deps` lists files
 //! whose content enters the fingerprint; `threads` declares how many cores the
 //! program keeps busy.
+//!
+//! The shell runs in its own process group. Ctrl-C and `timeout` end the whole
+//! group (SIGTERM, then SIGKILL after [`process::GRACE`]), and whatever the
+//! command left running in the background when it exited is killed too: nothing
+//! it started may write into an entry after it is committed.
 
 use std::borrow::Cow;
 use std::fs::File;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
 
 use super::{ConfigureContext, Job, Kind, ParamError, Resources, StageContext, StageError};
+use crate::process;
 
 pub const KIND: Kind = Kind {
     name: "command",
@@ -106,6 +115,36 @@ fn scalar_text(value: &toml::Value) -> Option<Cow<'_, str>> {
     }
 }
 
+/// Waits for the shell; on Ctrl-C or timeout ends its whole group (SIGTERM, then
+/// SIGKILL after the grace period) and returns [`StageError::Cancelled`].
+fn wait_or_end(
+    child: &mut Child,
+    group: u32,
+    ctx: &StageContext,
+) -> Result<ExitStatus, StageError> {
+    let waiting = |e: std::io::Error| StageError::msg(format!("waiting for command: {e}"));
+    // Poll with a growing pause: short commands finish with little latency,
+    // long ones cost almost nothing to watch.
+    let mut pause = Duration::from_micros(100);
+    loop {
+        if let Some(status) = child.try_wait().map_err(waiting)? {
+            return Ok(status);
+        }
+        if ctx.cancelled() {
+            process::signal_group(group, Signal::SIGTERM);
+            let deadline = Instant::now() + process::GRACE;
+            while child.try_wait().map_err(waiting)?.is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            process::signal_group(group, Signal::SIGKILL);
+            let _ = child.wait();
+            return Err(StageError::Cancelled);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
 /// `SCALEPIPE_PARAM_<NAME>` for every substituted parameter, in parameter order.
 fn param_env(params: &toml::Table) -> Vec<(String, String)> {
     params
@@ -153,31 +192,21 @@ impl Job for CommandJob {
             .env("SCALEPIPE_INPUTS", &inputs_path)
             .env("SCALEPIPE_ID", ctx.id())
             .envs(param_env(ctx.params()))
+            .envs(ctx.engine_env().iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
+            .process_group(0)
             .spawn()
             .map_err(|e| StageError::msg(format!("cannot start `sh -c {}`: {e}", self.cmd)))?;
+        // The shell leads its group: the group id is its pid.
+        let group = child.id();
+        ctx.started_group(group);
         ctx.log(&format!("$ {}", self.cmd));
 
-        // Poll with a growing pause: short commands finish with little latency,
-        // long ones cost almost nothing to watch.
-        let mut pause = Duration::from_micros(100);
-        let status = loop {
-            if let Some(status) = child
-                .try_wait()
-                .map_err(|e| StageError::msg(format!("waiting for command: {e}")))?
-            {
-                break status;
-            }
-            if ctx.cancelled() {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(StageError::Cancelled);
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(20));
-        };
+        let status = wait_or_end(&mut child, group, ctx)?;
+        // Background processes the command left behind.
+        process::signal_group(group, Signal::SIGKILL);
         let output = std::fs::read_to_string(&log_path).unwrap_or_default();
         for line in output.lines() {
             ctx.log(line);

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -39,7 +40,20 @@ pub struct StageContext<'a> {
     pub(crate) cancel: &'a AtomicBool,
     pub(crate) progress: &'a ProgressFn<'a>,
     pub(crate) log: Mutex<Option<File>>,
+    /// The stage's `timeout`, and when it runs out.
+    pub(crate) deadline: Option<(Duration, Instant)>,
+    /// Variables the engine exports to processes a stage starts.
+    pub(crate) env: Vec<(String, String)>,
+    /// Told of every process group a stage starts (the engine records it in the
+    /// instance's claim, so a later run can end it if this one is killed).
+    pub(crate) on_group: Option<&'a (dyn Fn(u32) + Sync)>,
 }
+
+/// The variable, set for every process a stage starts, holding the workspace a
+/// run writes; `scalepipe run` on that workspace from inside a stage fails fast.
+pub const ENV_WORKSPACE: &str = "SCALEPIPE_WORKSPACE";
+/// The pid of the run that started a stage's processes.
+pub const ENV_RUN_PID: &str = "SCALEPIPE_RUN_PID";
 
 impl<'a> StageContext<'a> {
     /// Builds a context; the engine does this, and tests of single stages may too.
@@ -63,6 +77,47 @@ impl<'a> StageContext<'a> {
             cancel,
             progress,
             log: Mutex::new(log),
+            deadline: None,
+            env: Vec::new(),
+            on_group: None,
+        }
+    }
+
+    /// Gives the stage `timeout` from now: then [`Self::cancelled`] turns true
+    /// and [`Self::timed_out`] says why.
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.deadline = timeout.map(|t| (t, Instant::now() + t));
+        self
+    }
+
+    /// Sets the variables exported to processes the stage starts.
+    pub fn with_env(mut self, env: Vec<(String, String)>) -> Self {
+        self.env = env;
+        self
+    }
+
+    /// Sets who is told of process groups the stage starts.
+    pub fn with_group_hook(mut self, hook: &'a (dyn Fn(u32) + Sync)) -> Self {
+        self.on_group = Some(hook);
+        self
+    }
+
+    /// The stage's timeout if it has run out.
+    pub fn timed_out(&self) -> Option<Duration> {
+        self.deadline
+            .filter(|(_, at)| Instant::now() >= *at)
+            .map(|(timeout, _)| timeout)
+    }
+
+    /// Variables to export to every process the stage starts.
+    pub fn engine_env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    /// Reports a process group the stage started.
+    pub fn started_group(&self, pgid: u32) {
+        if let Some(hook) = self.on_group {
+            hook(pgid);
         }
     }
 
@@ -92,10 +147,10 @@ impl<'a> StageContext<'a> {
         self.threads
     }
 
-    /// True once the user interrupted the run; long loops should check it and
-    /// return [`super::StageError::Cancelled`].
+    /// True once the user interrupted the run or the stage's timeout ran out;
+    /// long loops should check it and return [`super::StageError::Cancelled`].
     pub fn cancelled(&self) -> bool {
-        self.cancel.load(Ordering::Relaxed)
+        self.cancel.load(Ordering::Relaxed) || self.timed_out().is_some()
     }
 
     /// Reports progress of long work (shown as a progress bar).

@@ -136,6 +136,7 @@ impl Job for EvalJob {
             source: &source,
             batch_size: p.batch_size,
             max_units: p.max_tokens.map(|m| m as usize),
+            cancelled: &|| ctx.cancelled(),
         };
         let result = device::run_on(p.device, 0, ctx.threads(), job)?;
 

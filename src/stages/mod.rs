@@ -18,7 +18,7 @@ pub mod fit;
 pub mod report;
 pub mod train;
 
-pub use context::{InputRef, StageContext};
+pub use context::{InputRef, StageContext, ENV_RUN_PID, ENV_WORKSPACE};
 
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};

@@ -29,6 +29,8 @@ pub struct Evaluating<'a> {
     pub source: &'a Source,
     pub batch_size: usize,
     pub max_units: Option<usize>,
+    /// Polled between batches: true stops with [`TrainError::Cancelled`].
+    pub cancelled: &'a (dyn Fn() -> bool + Sync),
 }
 
 impl DeviceJob for Evaluating<'_> {
@@ -36,13 +38,14 @@ impl DeviceJob for Evaluating<'_> {
     fn run<D: Backend>(self, dev: D) -> Result<Evaluation, TrainError> {
         dev.enable_cache();
         let (_, model, params) = checkpoint::load(self.model_dir, dev)?;
-        Ok(evaluate(
+        evaluate_until(
             &model,
             &params,
             self.source,
             self.batch_size,
             self.max_units,
-        ))
+            self.cancelled,
+        )
     }
 }
 
@@ -56,11 +59,30 @@ pub fn evaluate<D: Backend>(
     batch_size: usize,
     max_units: Option<usize>,
 ) -> Evaluation {
+    match evaluate_until(model, params, source, batch_size, max_units, &|| false) {
+        Ok(evaluation) => evaluation,
+        Err(_) => unreachable!("evaluation without a stop condition is never cancelled"),
+    }
+}
+
+/// [`evaluate`], polling `cancelled` before each batch so that a long
+/// evaluation stops promptly on Ctrl-C or a stage timeout.
+pub fn evaluate_until<D: Backend>(
+    model: &Model,
+    params: &Params<D>,
+    source: &Source,
+    batch_size: usize,
+    max_units: Option<usize>,
+    cancelled: &(dyn Fn() -> bool + Sync),
+) -> Result<Evaluation, TrainError> {
     let mut loss_sum = 0.0f64;
     let mut hits = 0usize;
     let mut units = 0usize;
     let mut classes = false;
     for batch in eval_batches(source, batch_size, max_units) {
+        if cancelled() {
+            return Err(TrainError::Cancelled);
+        }
         let (loss, out) = model.loss(params, &batch, NoneTape);
         let n = batch.units();
         loss_sum += loss.as_vec()[0] as f64 * n as f64;
@@ -72,9 +94,9 @@ pub fn evaluate<D: Backend>(
         }
     }
     let units_f = units.max(1) as f64;
-    Evaluation {
+    Ok(Evaluation {
         loss: loss_sum / units_f,
         accuracy: classes.then(|| hits as f64 / units_f),
         units,
-    }
+    })
 }

@@ -4,6 +4,7 @@
 
 mod data;
 mod engine;
+mod faults;
 mod fit;
 mod formats;
 mod harness;
