@@ -30,6 +30,8 @@ pub enum Event<'a> {
         len: u64,
         message: &'a str,
     },
+    /// A running instance warns about something that does not stop it.
+    Warning { id: &'a str, message: &'a str },
     /// An instance ended.
     StageFinished {
         id: &'a str,

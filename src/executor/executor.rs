@@ -256,6 +256,12 @@ impl Executor<'_> {
                 message,
             })
         };
+        let warn = |message: &str| {
+            report(&Event::Warning {
+                id: &inst.id,
+                message,
+            })
+        };
         let params = self.plan.params(index);
         let ctx = StageContext::new(
             &inst.id,
@@ -266,7 +272,9 @@ impl Executor<'_> {
             self.cancel,
             &progress,
             log,
-        );
+        )
+        .with_warnings(&warn)
+        .with_pipeline_file(self.plan.pipeline.source.path());
         let result =
             catch_unwind(AssertUnwindSafe(|| inst.job.run(&ctx))).unwrap_or_else(|panic| {
                 Err(StageError::msg(format!(

@@ -29,6 +29,8 @@ pub struct Evaluating<'a> {
     pub source: &'a Source,
     pub batch_size: usize,
     pub max_units: Option<usize>,
+    /// Called after each batch with `(units done, units in all)`.
+    pub progress: &'a (dyn Fn(u64, u64) + Sync),
 }
 
 impl DeviceJob for Evaluating<'_> {
@@ -36,12 +38,13 @@ impl DeviceJob for Evaluating<'_> {
     fn run<D: Backend>(self, dev: D) -> Result<Evaluation, TrainError> {
         dev.enable_cache();
         let (_, model, params) = checkpoint::load(self.model_dir, dev)?;
-        Ok(evaluate(
+        Ok(evaluate_with_progress(
             &model,
             &params,
             self.source,
             self.batch_size,
             self.max_units,
+            self.progress,
         ))
     }
 }
@@ -56,11 +59,25 @@ pub fn evaluate<D: Backend>(
     batch_size: usize,
     max_units: Option<usize>,
 ) -> Evaluation {
+    evaluate_with_progress(model, params, source, batch_size, max_units, &|_, _| {})
+}
+
+/// [`evaluate`], calling `progress(units done, units in all)` after each batch.
+pub fn evaluate_with_progress<D: Backend>(
+    model: &Model,
+    params: &Params<D>,
+    source: &Source,
+    batch_size: usize,
+    max_units: Option<usize>,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Evaluation {
     let mut loss_sum = 0.0f64;
     let mut hits = 0usize;
     let mut units = 0usize;
     let mut classes = false;
-    for batch in eval_batches(source, batch_size, max_units) {
+    let batches = eval_batches(source, batch_size, max_units);
+    let total: usize = batches.iter().map(|b| b.units()).sum();
+    for batch in batches {
         let (loss, out) = model.loss(params, &batch, NoneTape);
         let n = batch.units();
         loss_sum += loss.as_vec()[0] as f64 * n as f64;
@@ -70,6 +87,7 @@ pub fn evaluate<D: Backend>(
             let width = out.shape().1;
             hits += correct(&out.as_vec(), width, y);
         }
+        progress(units as u64, total as u64);
     }
     let units_f = units.max(1) as f64;
     Evaluation {

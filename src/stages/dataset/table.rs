@@ -18,6 +18,7 @@ use super::{json, new_meta, InputFile};
 use crate::data::{
     write_meta, write_parquet, write_table, Columns, DataError, Split, Table, Targets, Task,
 };
+use crate::kinds_doc::ParamDoc;
 use crate::stages::{parse_params, ConfigureContext, Job, ParamError, StageContext, StageError};
 
 /// How a table file becomes a frame.
@@ -40,6 +41,39 @@ enum Tokenizer {
     Byte,
     Word,
 }
+
+/// The reference of `dataset.parquet`'s parameters ([`crate::kinds_doc`]).
+pub const PARQUET_PARAMS: &[ParamDoc] = &[
+    ParamDoc::new("path", "string", "required", "The table file, relative to the pipeline file."),
+    ParamDoc::new("label", "string", "required", "The target column."),
+    ParamDoc::new("task", "\"regression\" | \"classification\"", "required", "Real-valued target (MSE) or class labels (cross-entropy)."),
+    ParamDoc::new("features", "list of strings", "every other numeric column", "Numeric feature columns."),
+    ParamDoc::new("text", "string", "none", "A text column to tokenise instead of numeric features (text classification; train with model = \"text_classifier\")."),
+    ParamDoc::new("tokenizer", "\"word\" | \"byte\"", "\"word\"", "With `text`: lowercase words (with an unknown id) or bytes."),
+    ParamDoc::new("max_vocab", "integer", "10000", "With `text` and the word tokenizer: most ids, padding and unknown included."),
+    ParamDoc::new("max_len", "integer", "128", "With `text`: tokens per example (longer texts are cut, shorter padded)."),
+    ParamDoc::new("drop_nulls", "bool", "false", "Drop rows with a missing value instead of failing."),
+    ParamDoc::new("split", "table {train, val, test}", "val = test = 10%", "Counts of rows (integers) or fractions of the table (floats)."),
+    ParamDoc::new("n", "integer", "the whole training pool", "Training examples D, a nested subsample: smaller n are subsets of larger ones."),
+    ParamDoc::new("seed", "integer", "the pipeline's seed", "Seeds the draw; same parameters and seed give byte-identical files."),
+];
+
+/// The reference of `dataset.csv`'s parameters: the Parquet ones and `separator`.
+pub const CSV_PARAMS: &[ParamDoc] = &[
+    ParamDoc::new("path", "string", "required", "The table file, relative to the pipeline file."),
+    ParamDoc::new("label", "string", "required", "The target column."),
+    ParamDoc::new("task", "\"regression\" | \"classification\"", "required", "Real-valued target (MSE) or class labels (cross-entropy)."),
+    ParamDoc::new("features", "list of strings", "every other numeric column", "Numeric feature columns."),
+    ParamDoc::new("text", "string", "none", "A text column to tokenise instead of numeric features (text classification; train with model = \"text_classifier\")."),
+    ParamDoc::new("tokenizer", "\"word\" | \"byte\"", "\"word\"", "With `text`: lowercase words (with an unknown id) or bytes."),
+    ParamDoc::new("max_vocab", "integer", "10000", "With `text` and the word tokenizer: most ids, padding and unknown included."),
+    ParamDoc::new("max_len", "integer", "128", "With `text`: tokens per example (longer texts are cut, shorter padded)."),
+    ParamDoc::new("drop_nulls", "bool", "false", "Drop rows with a missing value instead of failing."),
+    ParamDoc::new("split", "table {train, val, test}", "val = test = 10%", "Counts of rows (integers) or fractions of the table (floats)."),
+    ParamDoc::new("n", "integer", "the whole training pool", "Training examples D, a nested subsample: smaller n are subsets of larger ones."),
+    ParamDoc::new("seed", "integer", "the pipeline's seed", "Seeds the draw; same parameters and seed give byte-identical files."),
+    ParamDoc::new("separator", "one ASCII character", "\",\"", "The field separator."),
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
