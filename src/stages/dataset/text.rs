@@ -66,7 +66,7 @@ enum Tokenizer {
 
 /// The reference of `dataset.text`'s parameters ([`crate::kinds_doc`]).
 pub const PARAMS: &[ParamDoc] = &[
-    ParamDoc::new("path", "string", "required", "A text file, or a directory walked for files matching `glob`; relative to the pipeline file."),
+    ParamDoc::new("path", "string", "required", "A text file, or a directory walked for files matching `glob`; relative to the pipeline file. `{python_stdlib}` at its start stands for Python's standard library on the running machine (`$PYTHON` or `python3`)."),
     ParamDoc::new("glob", "glob", "\"**/*\"", "Files under `path` to read, matched against their path relative to it: `*` stays within one directory (`*.py` is the top level only), `**/` crosses directories (`**/*.py`)."),
     ParamDoc::new("exclude", "list of globs", "[]", "Files to leave out, matched like `glob` (e.g. `[\"**/test/**\", \"**/tests/**\"]`)."),
     ParamDoc::new("tokenizer", "\"byte\" | \"char\"", "\"byte\"", "Bytes (256 ids) or Unicode characters of the corpus."),
@@ -160,11 +160,14 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>
     if p.min_count == Some(0) {
         return Err(ParamError::at("min_count", "expected an integer >= 1"));
     }
-    let root = cx.resolve(&p.path);
+    let root = match p.path.strip_prefix(PYTHON_STDLIB) {
+        Some(rest) => python_stdlib()?.join(rest.trim_start_matches('/')),
+        None => cx.resolve(&p.path),
+    };
     let files = if root.is_file() {
         vec![CorpusFile {
             written: p.path.clone(),
-            path: root,
+            path: root.clone(),
         }]
     } else if root.is_dir() {
         let include = glob_set("glob", std::slice::from_ref(&p.glob))?;
@@ -181,7 +184,7 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>
             "glob",
             format!(
                 "no file under {} matches `{}`{} (`*` stays within a directory; `**/` crosses them)",
-                cx.resolve(&p.path).display(),
+                root.display(),
                 p.glob,
                 if p.exclude.is_empty() { "" } else { " outside `exclude`" },
             ),
@@ -198,6 +201,37 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>
         split: p.split,
         seed: p.seed,
     }))
+}
+
+/// A `path` starting with this names Python's standard library on the machine
+/// that runs the pipeline, so a pipeline over it stays portable. Sources are
+/// recorded as written, so `meta.json` does not depend on where Python lives.
+pub const PYTHON_STDLIB: &str = "{python_stdlib}";
+
+/// The directory of Python's standard library, from `$PYTHON` or `python3`.
+fn python_stdlib() -> Result<PathBuf, ParamError> {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let fail = |why: String| {
+        ParamError::at(
+            "path",
+            format!("cannot locate Python's standard library for {PYTHON_STDLIB} with `{python}`: {why} (set $PYTHON to the interpreter)"),
+        )
+    };
+    let out = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('stdlib'))",
+        ])
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        return Err(fail(format!("{}", out.status)));
+    }
+    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if dir.is_empty() {
+        return Err(fail("it printed nothing".into()));
+    }
+    Ok(PathBuf::from(dir))
 }
 
 /// Globs matched like gitignore: `*` and `?` stay within one path component.
