@@ -59,7 +59,7 @@ pub struct KindDoc {
 
 /// The reference, in the registry's order.
 pub fn kind_docs() -> Vec<KindDoc> {
-    use stages::dataset::{csv, idx, markov_text, parquet, teacher, text};
+    use stages::dataset::{csv, idx, markov_text, parquet, prefix, teacher, text};
     let doc = |name: &str| stages::kind(name).expect("registered kind");
     vec![
         KindDoc {
@@ -97,6 +97,12 @@ pub fn kind_docs() -> Vec<KindDoc> {
             summary: "A folder (or one file) of text as a token stream for language modelling. Split sizes are tokens; held-out sets default to 10% each, at most 250,000 tokens.",
             n_and_d: Some("D = training tokens (`tokens`)."),
             params: text::PARAMS,
+        },
+        KindDoc {
+            kind: doc("dataset.prefix"),
+            summary: "The first `tokens` training tokens of one token dataset (a `dataset.text` or `dataset.markov_text` stage without a `tokens` sweep), with its validation and test sets linked: sweep D here and the corpus is read and tokenised once.",
+            n_and_d: Some("D = training tokens (`tokens`)."),
+            params: prefix::PARAMS,
         },
         KindDoc {
             kind: doc("dataset.idx"),

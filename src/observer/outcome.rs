@@ -45,7 +45,7 @@ fn law(fit: &fit_json::FitReport) -> String {
         .parameters
         .0
         .iter()
-        .map(|(name, estimate)| format!("{name} = {}", numfmt::sig(estimate.value, 4)))
+        .map(|(name, estimate)| format!("{name} = {}", numfmt::num(estimate.value)))
         .collect();
     let e = if fit.e_is_free() { "" } else { " (E fixed)" };
     format!(

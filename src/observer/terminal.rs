@@ -25,6 +25,9 @@ pub struct TerminalReporter {
     quiet: bool,
 }
 
+/// Work counted in fewer steps than this (a few figures) gets no progress lines.
+const MIN_LINE_STEPS: u64 = 10;
+
 /// A progress line for a stage `elapsed` into its work: `40% 400/1000 msg (eta 3s)`.
 fn progress_line(id: &str, pos: u64, len: u64, message: &str, elapsed: Duration) -> String {
     let fraction = pos as f64 / len.max(1) as f64;
@@ -121,7 +124,7 @@ impl TerminalReporter {
                     }
                     bar.set_position(*pos);
                     bar.set_message(message.to_string());
-                } else if !self.tty && *len > 0 {
+                } else if !self.tty && *len >= MIN_LINE_STEPS {
                     let mut lines = self.lines.lock().expect("lock");
                     if let Some((started, printed)) = lines.get_mut(*id) {
                         let tenth = pos * 10 / len;

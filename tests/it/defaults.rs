@@ -331,3 +331,73 @@ fn kinds_reference_in_docs_is_up_to_date() {
         assert!(committed.contains(key), "{key}");
     }
 }
+
+#[test]
+fn d_sweep_over_a_prefix_stage_reads_the_corpus_once() {
+    let ws = Workspace::new();
+    ws.write("corpus/a.txt", &corpus(40_000));
+    ws.write(
+        "p.toml",
+        r#"
+[pipeline]
+name = "p"
+seed = 3
+[stages.corpus]
+kind = "dataset.text"
+path = "corpus"
+block = 64
+split = { val = 2000, test = 2000 }
+[stages.data]
+kind = "dataset.prefix"
+inputs = ["corpus"]
+[stages.data.sweep]
+tokens = [1000, 4000, 16000]
+[stages.direct]
+kind = "dataset.text"
+path = "corpus"
+block = 64
+split = { val = 2000, test = 2000 }
+seed = 3
+tokens = 4000
+"#,
+    );
+    let out = ws.run(&["run", "p.toml", "--json"]).success();
+    let json = out.json();
+    let executed = crate::harness::ids(&json, "executed");
+    assert_eq!(
+        executed
+            .iter()
+            .filter(|id| id.starts_with("corpus"))
+            .count(),
+        1
+    );
+    // Only the corpus stage read and tokenised files.
+    assert!(log_of(&ws, "p", "corpus").contains("corpus: 1 file(s), 40000 tokens"));
+    for d in [1000, 4000, 16000] {
+        let id = format!("data[tokens={d}]");
+        let log = log_of(&ws, "p", &id);
+        assert!(!log.contains("corpus:"), "{log}");
+        assert!(log.contains(&format!("first {d} of ")), "{log}");
+        // The entry holds D tokens; held-out files are the corpus's.
+        let dir = format!("results/p/{id}");
+        assert_eq!(
+            std::fs::metadata(ws.join(&format!("{dir}/train.bin")))
+                .unwrap()
+                .len(),
+            4 * d
+        );
+        assert_eq!(
+            std::fs::read(ws.join(&format!("{dir}/val.bin"))).unwrap(),
+            std::fs::read(ws.join("results/p/corpus/val.bin")).unwrap()
+        );
+        assert_eq!(meta(&ws, "p", &id)["n_train"], d);
+    }
+    // The same tokens as dataset.text with that `tokens`.
+    for file in ["train.bin", "train.offsets.bin", "val.bin", "test.bin"] {
+        assert_eq!(
+            std::fs::read(ws.join(&format!("results/p/data[tokens=4000]/{file}"))).unwrap(),
+            std::fs::read(ws.join(&format!("results/p/direct/{file}"))).unwrap(),
+            "{file}"
+        );
+    }
+}
