@@ -401,3 +401,36 @@ tokens = 4000
         );
     }
 }
+
+#[test]
+fn word_min_count_maps_rare_words_to_unknown() {
+    let ws = Workspace::new();
+    let mut csv = String::from("text,label\n");
+    for i in 0..40 {
+        let (text, label) = if i % 2 == 0 {
+            ("good film", "pos")
+        } else {
+            ("bad film", "neg")
+        };
+        csv.push_str(&format!("{text} rare{i},{label}\n"));
+    }
+    ws.write("t.csv", &csv);
+    ws.write(
+        "p.toml",
+        "[pipeline]\nname = \"p\"\n[stages.data]\nkind = \"dataset.csv\"\npath = \"t.csv\"\ntext = \"text\"\nlabel = \"label\"\ntask = \"classification\"\nmin_count = 2\n",
+    );
+    ws.run(&["run", "p.toml"]).success();
+    let m = meta(&ws, "p", "data");
+    let words: Vec<&str> = m["extra"]["vocab_words"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(
+        words.contains(&"film") && words.contains(&"good"),
+        "{words:?}"
+    );
+    assert!(!words.iter().any(|w| w.starts_with("rare")), "{words:?}");
+    assert_eq!(m["vocab"], words.len() + 2);
+}

@@ -47,13 +47,26 @@ impl WordVocab {
     /// Builds a vocabulary of at most `max_vocab` ids (padding and unknown
     /// included) from `texts`.
     pub fn build<'a>(texts: impl IntoIterator<Item = &'a str>, max_vocab: usize) -> WordVocab {
+        Self::build_min_count(texts, max_vocab, 1)
+    }
+
+    /// [`Self::build`], keeping only words seen at least `min_count` times (the
+    /// rest map to the unknown id).
+    pub fn build_min_count<'a>(
+        texts: impl IntoIterator<Item = &'a str>,
+        max_vocab: usize,
+        min_count: u64,
+    ) -> WordVocab {
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         for text in texts {
             for w in words(text) {
                 *counts.entry(w).or_default() += 1;
             }
         }
-        let mut ranked: Vec<(String, u64)> = counts.into_iter().collect();
+        let mut ranked: Vec<(String, u64)> = counts
+            .into_iter()
+            .filter(|&(_, count)| count >= min_count)
+            .collect();
         // BTreeMap order makes ties fall back to the word itself.
         ranked.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
         ranked.truncate(max_vocab.saturating_sub(2));
@@ -202,6 +215,13 @@ mod tests {
         assert_eq!(vocab.words(), ["a", "b"]);
         assert_eq!(vocab.len(), 4);
         assert_eq!(vocab.encode("a b c zzz"), [2, 3, UNKNOWN, UNKNOWN]);
+    }
+
+    #[test]
+    fn word_vocab_min_count_sends_rare_words_to_unknown() {
+        let vocab = WordVocab::build_min_count(["b a a", "c b a", "d"], 100, 2);
+        assert_eq!(vocab.words(), ["a", "b"]);
+        assert_eq!(vocab.encode("a c d"), [2, UNKNOWN, UNKNOWN]);
     }
 
     #[test]
