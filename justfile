@@ -1,4 +1,5 @@
 # scalepipe tasks. Every recipe uses the release profile, so nothing compiles twice.
+# The first build compiles every dependency: about 10-15 minutes on 2 cores.
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
@@ -6,13 +7,28 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 default:
     @just --list
 
+# Build the binary (the first build takes ~10-15 min on 2 cores).
+build: _first-build-hint
+    cargo build --release
+
 # Run a pipeline, e.g. `just run pipelines/quickstart.toml --jobs 2`.
-run file *args:
+run file *args: _first-build-hint
     cargo run --release -- run {{file}} {{args}}
 
 # Show what a run would do and why.
-plan file *args:
+plan file *args: _first-build-hint
     cargo run --release -- plan {{file}} {{args}}
+
+# Every stage kind's parameters, defaults and meaning (`--markdown` for docs/kinds.md).
+kinds *args:
+    cargo run --release -- kinds {{args}}
+
+# Regenerate docs/kinds.md from the kinds' parameter tables.
+docs:
+    cargo run --release -- kinds --markdown > docs/kinds.md
+
+_first-build-hint:
+    @test -x "${CARGO_TARGET_DIR:-target}/release/scalepipe" || echo "note: first build, compiling every dependency (~10-15 min on 2 cores)" >&2
 
 # The whole test suite (what CI runs).
 test *args:
@@ -27,23 +43,19 @@ lint:
 bench-engine *args:
     bash bench/engine/bench.sh {{args}}
 
-# Power-law fit speed: the 4,500-start Chinchilla grid and 4,000 bootstrap refits,
-# beside scipy's L-BFGS-B (installs numpy and scipy into bench/.venv).
+# Power-law fit speed vs scipy's L-BFGS-B (installs numpy, scipy into bench/.venv).
 bench-fit:
     bash bench/fit/run.sh
 
-# Training throughput: dfdx MLPs and transformers at 3 sizes beside the same models
-# in PyTorch CPU (installs torch into bench/.venv), e.g. `just bench-train --threads 1`.
+# Training throughput vs PyTorch CPU (installs torch), e.g. `just bench-train --threads 1`.
 bench-train *args:
     bash bench/train/run.sh {{args}}
 
-# Store guarantees under SIGKILL: 200 seeded kills of a 50-instance run, then
-# verify, resume and count (e.g. `just bench-faults --trials 50 --seed 2`).
+# Store guarantees under SIGKILL: 200 seeded kills, verify, resume and count.
 bench-faults *args:
     bash bench/faults/run.sh {{args}}
 
-# Side-by-side with Snakemake and DVC (installs them into bench/.venv; ~1 hour on
-# 2 cores); `just bench-report bench/work/raw.tsv` prints the tables.
+# Side-by-side with Snakemake and DVC (installs them; ~1 hour on 2 cores).
 bench-compare *args:
     bash bench/engine/compare.sh {{args}}
 

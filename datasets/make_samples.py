@@ -9,6 +9,8 @@ downloaded), so the files can be rebuilt and checked:
 Outputs:
   regression.csv          200 rows: a made-up housing table (numeric features, `price` label)
   sentiment.csv           160 rows: short reviews (`text`) with `label` positive/negative
+  reviews.csv             4000 rows: longer reviews with a graded vocabulary and 10% of
+                          labels flipped, so the best possible loss is known
   text/                   a tiny plain-text corpus in three files (one in a subfolder)
   digits/images.idx3-ubyte, digits/labels.idx1-ubyte
                           100 synthetic 8x8 digit images in MNIST's IDX format
@@ -64,6 +66,52 @@ def sentiment(path):
                 adj2=rng.choice(words),
             )
             w.writerow([text, label])
+
+
+REVIEW_POSITIVE = [
+    "good", "great", "fine", "lovely", "clever", "moving", "charming", "gripping",
+    "delightful", "superb", "tender", "witty", "vivid", "graceful", "stirring",
+    "luminous", "deft", "radiant", "poignant", "exquisite", "sublime", "buoyant",
+    "elegant", "inventive", "rousing", "heartfelt", "nimble", "dazzling", "wry", "lucid",
+]
+REVIEW_NEGATIVE = [
+    "bad", "dull", "weak", "boring", "clumsy", "flat", "tedious", "shallow",
+    "dreary", "bland", "muddled", "stiff", "hollow", "sluggish", "garish",
+    "turgid", "trite", "listless", "plodding", "leaden", "insipid", "mawkish",
+    "wooden", "jumbled", "grating", "soulless", "limp", "lurid", "vapid", "stale",
+]
+REVIEW_NEUTRAL = [
+    "the film", "the story", "the cast", "the music", "the script", "the ending",
+    "the pacing", "the dialogue", "the score", "the camera", "the lead", "the sets",
+]
+REVIEW_LINKS = ["was", "felt", "seemed", "looked", "sounded", "came across as"]
+# Share of labels flipped at random: the Bayes loss is its binary entropy.
+REVIEW_FLIP = 0.1
+
+
+def zipf_choice(rng, words):
+    """A word drawn with probability proportional to 1 / rank."""
+    weights = [1.0 / (i + 1) for i in range(len(words))]
+    return rng.choices(words, weights)[0]
+
+
+def reviews(path):
+    rng = random.Random(5)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["text", "label"])
+        for _ in range(4000):
+            # One or three opinions; the majority decides the true label.
+            k = rng.choice([1, 3, 3])
+            signs = [rng.choice([1, -1]) for _ in range(k)]
+            clauses = []
+            for sign in signs:
+                adj = zipf_choice(rng, REVIEW_POSITIVE if sign > 0 else REVIEW_NEGATIVE)
+                clauses.append(f"{rng.choice(REVIEW_NEUTRAL)} {rng.choice(REVIEW_LINKS)} {adj}")
+            positive = sum(signs) > 0
+            if rng.random() < REVIEW_FLIP:
+                positive = not positive
+            w.writerow([", ".join(clauses) + ".", "positive" if positive else "negative"])
 
 
 SUBJECTS = ["the fox", "a small bird", "the old miller", "my neighbour", "the river", "a tired cat"]
@@ -134,5 +182,6 @@ def digits(root):
 if __name__ == "__main__":
     regression(os.path.join(HERE, "regression.csv"))
     sentiment(os.path.join(HERE, "sentiment.csv"))
+    reviews(os.path.join(HERE, "reviews.csv"))
     corpus(os.path.join(HERE, "text"))
     digits(os.path.join(HERE, "digits"))

@@ -19,9 +19,10 @@ use crate::workspace::{RunOptions, Workspace};
 #[derive(Debug, Parser)]
 #[command(name = "scalepipe", version, about)]
 struct Cli {
-    /// Directory holding `.scalepipe/` (the cache) and `results/`.
-    #[arg(long, global = true, default_value = ".", value_name = "DIR")]
-    workspace: PathBuf,
+    /// Directory holding `.scalepipe/` (the cache) and `results/` [default: the
+    /// pipeline file's directory; for `status` and `gc`, the current directory].
+    #[arg(long, global = true, value_name = "DIR")]
+    workspace: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -81,6 +82,72 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Every stage kind's parameters: type, default and meaning.
+    Kinds {
+        /// Print docs/kinds.md (Markdown tables) instead of plain text.
+        #[arg(long)]
+        markdown: bool,
+    },
+}
+
+impl Command {
+    /// The pipeline file the command reads, if any.
+    fn file(&self) -> Option<&Path> {
+        match self {
+            Command::Run { file, .. } | Command::Plan { file, .. } | Command::Dag { file, .. } => {
+                Some(file)
+            }
+            Command::Status
+            | Command::Gc { .. }
+            | Command::Verify { .. }
+            | Command::Kinds { .. } => None,
+        }
+    }
+
+    /// Whether `--json` was given: errors are then printed as JSON on stdout.
+    fn json(&self) -> bool {
+        matches!(
+            self,
+            Command::Run { json: true, .. } | Command::Plan { json: true, .. }
+        )
+    }
+}
+
+/// An error as `--json` prints it: one object on stdout.
+#[derive(Serialize)]
+struct JsonError<'a> {
+    error: String,
+    exit_code: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    column: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stage: Option<&'a str>,
+}
+
+fn print_json_error(e: &Error, file: Option<&Path>) {
+    let mut out = JsonError {
+        error: e.to_string(),
+        exit_code: e.exit_code(),
+        file,
+        line: None,
+        column: None,
+        stage: None,
+    };
+    if let Error::Pipeline(d) = e {
+        out.error = d.message.clone();
+        out.file = Some(&d.path);
+        out.line = d.location.map(|(line, _)| line);
+        out.column = d.location.map(|(_, column)| column);
+        out.stage = d.stage.as_deref();
+    }
+    match serde_json::to_string(&out) {
+        Ok(line) => println!("{line}"),
+        Err(err) => eprintln!("error: cannot write the error as JSON: {err}"),
+    }
 }
 
 /// The most stage threads `--jobs` may ask for: far above any machine's cores,
@@ -99,9 +166,16 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    let json = cli.command.json();
+    let file = cli.command.file().map(Path::to_path_buf);
     match execute(cli) {
         Ok(()) => 0,
         Err(e) => {
+            // A failed or interrupted run has printed its JSON summary already.
+            let summarised = matches!(e, Error::StagesFailed { .. } | Error::Interrupted);
+            if json && !summarised {
+                print_json_error(&e, file.as_deref());
+            }
             match &e {
                 Error::Pipeline(diagnostic) => eprintln!("{diagnostic}"),
                 Error::StagesFailed { .. } | Error::Interrupted => eprintln!("scalepipe: {e}"),
@@ -113,7 +187,12 @@ pub fn main() -> i32 {
 }
 
 fn execute(cli: Cli) -> Result<(), Error> {
-    let workspace = Workspace::new(&cli.workspace);
+    let dir = match (&cli.workspace, cli.command.file()) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(file)) => pipeline_dir(file),
+        (None, None) => PathBuf::from("."),
+    };
+    let workspace = Workspace::new(dir);
     match cli.command {
         Command::Run {
             file,
@@ -139,6 +218,24 @@ fn execute(cli: Cli) -> Result<(), Error> {
         Command::Status => status(&workspace),
         Command::Gc { dry_run } => gc(&workspace, dry_run),
         Command::Verify { pipeline, repair } => verify(&workspace, pipeline.as_deref(), repair),
+        Command::Kinds { markdown } => {
+            let text = if markdown {
+                crate::kinds_doc::markdown()
+            } else {
+                crate::kinds_doc::text()
+            };
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+/// The directory of a pipeline file, the default workspace: running a pipeline
+/// from anywhere finds the same cache.
+fn pipeline_dir(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
     }
 }
 
@@ -175,6 +272,7 @@ fn run(
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let plan = workspace.load(file)?;
+    eprintln!("workspace: {}", workspace.root().display());
     let _ = ctrlc::set_handler(|| CANCEL.store(true, Ordering::SeqCst));
     let reporter = TerminalReporter::new(json);
     let report = |event: &Event| reporter.event(event);
@@ -186,6 +284,9 @@ fn run(
         )
     })?;
     let failed = done.ids(Status::Failed).len();
+    for line in crate::observer::outcome_lines(&plan, &done.record, workspace.root()) {
+        eprintln!("{line}");
+    }
     if json {
         let summary = RunSummary {
             cached: done.ids(Status::Cached),

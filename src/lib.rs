@@ -14,6 +14,7 @@ pub mod executor;
 pub mod fit;
 pub mod graph;
 pub mod json_file;
+pub mod kinds_doc;
 pub mod numfmt;
 pub mod observer;
 pub mod pipeline;

@@ -157,6 +157,45 @@ pub fn read_tokens(dir: &Path, split: Split) -> Result<Tokens, DataError> {
     Ok(Tokens { ids, vocab })
 }
 
+/// Reads the first `n` tokens of a token stream split, without reading the rest
+/// (a data-size sweep over a large corpus takes prefixes of one stream).
+pub fn read_tokens_prefix(dir: &Path, split: Split, n: usize) -> Result<Tokens, DataError> {
+    use std::io::Read;
+    let meta = read_meta(dir)?;
+    let vocab = meta.vocab.ok_or_else(|| {
+        DataError::invalid(
+            meta_path(dir),
+            "no `vocab` in dataset metadata: not a token dataset",
+        )
+    })?;
+    let path = tokens_path(dir, split);
+    let file = File::open(&path).map_err(|e| DataError::io(&path, e))?;
+    let mut bytes = Vec::with_capacity(n * 4);
+    file.take(n as u64 * 4)
+        .read_to_end(&mut bytes)
+        .map_err(|e| DataError::io(&path, e))?;
+    if bytes.len() != n * 4 {
+        return Err(DataError::invalid(
+            &path,
+            format!(
+                "holds {} tokens, fewer than the {n} asked for",
+                bytes.len() / 4
+            ),
+        ));
+    }
+    let ids: Vec<u32> = bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().expect("4-byte chunk")))
+        .collect();
+    if let Some((pos, id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= vocab) {
+        return Err(DataError::invalid(
+            &path,
+            format!("token {id} at position {pos} is outside the vocabulary of {vocab}"),
+        ));
+    }
+    Ok(Tokens { ids, vocab })
+}
+
 /// Writes one token stream split as `{split}.bin` (little-endian u32).
 pub fn write_tokens(dir: &Path, split: Split, ids: &[u32]) -> Result<PathBuf, DataError> {
     let path = tokens_path(dir, split);

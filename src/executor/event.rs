@@ -34,6 +34,8 @@ pub enum Event<'a> {
         len: u64,
         message: &'a str,
     },
+    /// A running instance warns about something that does not stop it.
+    StageWarning { id: &'a str, message: &'a str },
     /// An instance ended.
     StageFinished {
         id: &'a str,

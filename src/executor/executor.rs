@@ -297,6 +297,12 @@ impl Executor<'_> {
                 message,
             })
         };
+        let warn = |message: &str| {
+            report(&Event::StageWarning {
+                id: &inst.id,
+                message,
+            })
+        };
         let params = self.plan.params(index);
         let ctx = StageContext::new(
             &inst.id,
@@ -310,7 +316,9 @@ impl Executor<'_> {
         )
         .with_timeout(self.plan.pipeline.stages[inst.stage_index].timeout)
         .with_env(self.stage_env())
-        .with_group_hook(&record_group);
+        .with_group_hook(&record_group)
+        .with_warnings(&warn)
+        .with_pipeline_file(self.plan.pipeline.source.path());
         let result =
             catch_unwind(AssertUnwindSafe(|| inst.job.run(&ctx))).unwrap_or_else(|panic| {
                 Err(StageError::msg(format!(

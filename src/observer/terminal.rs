@@ -1,12 +1,14 @@
 //! Progress bars (indicatif) and per-stage lines on stderr.
 //!
 //! On a terminal: an overall bar plus one bar per running stage, with finished
-//! stages printed above them. Elsewhere (CI logs, pipes): no bars, only the lines.
+//! stages printed above them. Elsewhere (CI logs, pipes, `--json`): no bars, but a
+//! progress line per running stage each time it passes another tenth of its work,
+//! with an ETA. Warnings from stages are printed in both cases.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -18,7 +20,27 @@ pub struct TerminalReporter {
     tty: bool,
     overall: Mutex<Option<ProgressBar>>,
     bars: Mutex<HashMap<String, ProgressBar>>,
+    /// Without bars: when each running stage started and the last tenth printed.
+    lines: Mutex<HashMap<String, (Instant, u64)>>,
     quiet: bool,
+}
+
+/// Work counted in fewer steps than this (a few figures) gets no progress lines.
+const MIN_LINE_STEPS: u64 = 10;
+
+/// A progress line for a stage `elapsed` into its work: `40% 400/1000 msg (eta 3s)`.
+fn progress_line(id: &str, pos: u64, len: u64, message: &str, elapsed: Duration) -> String {
+    let fraction = pos as f64 / len.max(1) as f64;
+    let eta = if pos > 0 && pos < len {
+        let left = elapsed.as_secs_f64() * (1.0 / fraction - 1.0);
+        format!(" (eta {})", crate::numfmt::duration(left))
+    } else {
+        String::new()
+    };
+    format!(
+        "  {id}: {:.0}% {pos}/{len} {message}{eta}",
+        fraction * 100.0
+    )
 }
 
 impl TerminalReporter {
@@ -35,6 +57,7 @@ impl TerminalReporter {
             tty,
             overall: Mutex::new(None),
             bars: Mutex::new(HashMap::new()),
+            lines: Mutex::new(HashMap::new()),
             quiet,
         }
     }
@@ -77,6 +100,9 @@ impl TerminalReporter {
                     bar.set_prefix(format!("{id} ({threads}t)"));
                     bar.enable_steady_tick(Duration::from_millis(120));
                     self.bars.lock().expect("lock").insert(id.to_string(), bar);
+                } else {
+                    let mut lines = self.lines.lock().expect("lock");
+                    lines.insert(id.to_string(), (Instant::now(), 0));
                 }
             }
             Event::Progress {
@@ -98,8 +124,20 @@ impl TerminalReporter {
                     }
                     bar.set_position(*pos);
                     bar.set_message(message.to_string());
+                } else if !self.tty && *len >= MIN_LINE_STEPS {
+                    let mut lines = self.lines.lock().expect("lock");
+                    if let Some((started, printed)) = lines.get_mut(*id) {
+                        let tenth = pos * 10 / len;
+                        if tenth > *printed {
+                            *printed = tenth;
+                            let line = progress_line(id, *pos, *len, message, started.elapsed());
+                            drop(lines);
+                            self.line(&line);
+                        }
+                    }
                 }
             }
+            Event::StageWarning { id, message } => self.line(&format!("  warning {id}: {message}")),
             Event::StageFinished {
                 id,
                 duration,
@@ -109,6 +147,7 @@ impl TerminalReporter {
                     bar.finish_and_clear();
                     self.multi.remove(&bar);
                 }
+                self.lines.lock().expect("lock").remove(*id);
                 if let Some(bar) = self.overall.lock().expect("lock").as_ref() {
                     bar.inc(1);
                 }

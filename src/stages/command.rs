@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::{ConfigureContext, Job, Kind, ParamError, Resources, StageContext, StageError};
+use crate::kinds_doc::ParamDoc;
 use crate::process;
 
 pub const KIND: Kind = Kind {
@@ -45,7 +46,15 @@ pub struct CommandJob {
 }
 
 /// Parameters with a meaning of their own; every other one is substituted.
-const OWN_KEYS: [&str; 3] = ["cmd", "deps", "threads"];
+/// The reference of `command`'s own parameters ([`crate::kinds_doc`]); any other
+/// scalar is a substitution.
+pub const PARAMS: &[ParamDoc] = &[
+    ParamDoc::new("cmd", "string", "required", "Shell command run with `sh -c` in the output directory; `{name}` is replaced by parameter `name`."),
+    ParamDoc::new("deps", "list of strings", "[]", "Files whose content enters the fingerprint (editing one re-runs the stage)."),
+    ParamDoc::new("threads", "integer", "1", "Cores the command keeps busy (the scheduler's budget)."),
+];
+
+pub(crate) const OWN_KEYS: [&str; 3] = ["cmd", "deps", "threads"];
 
 fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>, ParamError> {
     let mut cmd: Option<&str> = None;

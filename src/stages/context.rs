@@ -30,6 +30,9 @@ pub struct InputRef {
 /// Progress callback: `(position, length, message)`.
 pub type ProgressFn<'a> = dyn Fn(u64, u64, &str) + Send + Sync + 'a;
 
+/// Warning callback: the message, already written to the stage's log.
+pub type WarnFn<'a> = dyn Fn(&str) + Send + Sync + 'a;
+
 /// Everything a stage may use while it runs.
 pub struct StageContext<'a> {
     pub(crate) id: &'a str,
@@ -47,6 +50,8 @@ pub struct StageContext<'a> {
     /// Told of every process group a stage starts (the engine records it in the
     /// instance's claim, so a later run can end it if this one is killed).
     pub(crate) on_group: Option<&'a (dyn Fn(u32) + Sync)>,
+    pub(crate) warn: Option<&'a WarnFn<'a>>,
+    pub(crate) pipeline_file: Option<&'a Path>,
 }
 
 /// The variable, set for every process a stage starts, holding the workspace a
@@ -80,6 +85,35 @@ impl<'a> StageContext<'a> {
             deadline: None,
             env: Vec::new(),
             on_group: None,
+            warn: None,
+            pipeline_file: None,
+        }
+    }
+
+    /// Where [`Self::warn`] sends warnings besides the log (the engine shows them
+    /// on the terminal).
+    pub fn with_warnings(mut self, warn: &'a WarnFn<'a>) -> Self {
+        self.warn = Some(warn);
+        self
+    }
+
+    /// The pipeline file the run was started from, as given on the command line.
+    pub fn with_pipeline_file(mut self, file: &'a Path) -> Self {
+        self.pipeline_file = Some(file);
+        self
+    }
+
+    /// The pipeline file of the run, when the engine runs the stage.
+    pub fn pipeline_file(&self) -> Option<&Path> {
+        self.pipeline_file
+    }
+
+    /// A problem that does not stop the stage but that the user should see: written
+    /// to the log as `warning: ...` and shown on the terminal.
+    pub fn warn(&self, message: &str) {
+        self.log(&format!("warning: {message}"));
+        if let Some(warn) = self.warn {
+            warn(message);
         }
     }
 

@@ -15,9 +15,10 @@ use super::{
     parse_params, ConfigureContext, Job, Kind, ParamError, Resources, StageContext, StageError,
 };
 use crate::data::Split;
+use crate::kinds_doc::ParamDoc;
 use crate::train::dataset_record;
 use crate::train::device::{self, DeviceChoice};
-use crate::train::evaluate::Evaluating;
+use crate::train::evaluate::{EvalHooks, Evaluating};
 use crate::train::family::held_out;
 use crate::train::metrics::{self, EvalMetrics};
 use crate::train::model::Arch;
@@ -26,12 +27,22 @@ use crate::train::{checkpoint, flops};
 pub const KIND: Kind = Kind {
     name: "eval",
     // 2: receives the train instance's dataset as an input.
-    version: 2,
+    // 3: `max_tokens` defaults to DEFAULT_MAX_TOKENS (was the whole split).
+    version: 3,
     takes_seed: false,
     maps_inputs: true,
     inherits_inputs_of: Some("train"),
     configure,
 };
+
+/// The reference of `eval`'s parameters ([`crate::kinds_doc`]).
+pub const PARAMS: &[ParamDoc] = &[
+    ParamDoc::new("split", "\"val\" | \"test\"", "\"val\"", "The held-out split scored."),
+    ParamDoc::new("batch_size", "integer", "64", "Rows per forward pass."),
+    ParamDoc::new("max_tokens", "integer", "100000", "Token streams: most tokens scored (the split's first windows); a stage warns when evaluation takes longer than the training it measures. Tables are scored whole."),
+    ParamDoc::new("threads", "integer", "1", "Threads of the forward passes."),
+    ParamDoc::new("device", "\"cpu\" | \"cuda\"", "\"cpu\"", "Where to run (cuda needs the `cuda` cargo feature)."),
+];
 
 /// Parameters of an `eval` stage.
 #[derive(Debug, Clone, Deserialize)]
@@ -41,13 +52,19 @@ pub struct EvalParams {
     pub split: Split,
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
-    /// Cap on evaluated tokens for token streams (whole split when absent).
+    /// Cap on evaluated tokens for token streams ([`DEFAULT_MAX_TOKENS`] when
+    /// absent); tables are always evaluated whole.
     pub max_tokens: Option<u64>,
     #[serde(default = "default_threads")]
     pub threads: usize,
     #[serde(default)]
     pub device: DeviceChoice,
 }
+
+/// Tokens of a token stream's held-out split scored when `max_tokens` is not
+/// given: enough for a loss with a standard error well under 0.01 nats, and small
+/// enough that evaluating never takes longer than the training it measures.
+pub const DEFAULT_MAX_TOKENS: u64 = 100_000;
 
 fn default_split() -> Split {
     Split::Val
@@ -131,14 +148,27 @@ impl Job for EvalJob {
 
         let spec = checkpoint::read_spec(&train.dir)?.spec;
         let source = held_out(&spec, &dataset.dir, p.split)?;
+        let split = p.split.name();
+        let progress = |done: u64, total: u64| ctx.progress(done, total, split);
         let job = Evaluating {
             model_dir: &train.dir,
             source: &source,
             batch_size: p.batch_size,
-            max_units: p.max_tokens.map(|m| m as usize),
-            cancelled: &|| ctx.cancelled(),
+            max_units: Some(p.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS) as usize),
+            hooks: EvalHooks {
+                progress: &progress,
+                cancelled: &|| ctx.cancelled(),
+            },
         };
+        let clock = std::time::Instant::now();
         let result = device::run_on(p.device, 0, ctx.threads(), job)?;
+        let eval_s = clock.elapsed().as_secs_f64();
+        if eval_s > 1.0 && eval_s > train_metrics.wall_time_s {
+            ctx.warn(&format!(
+                "evaluation took {eval_s:.1}s, longer than the {:.1}s of training it measures ({} units scored); lower `max_tokens`",
+                train_metrics.wall_time_s, result.units
+            ));
+        }
 
         ctx.progress(1, 1, &format!("{} loss {:.4}", p.split.name(), result.loss));
         let seq = match &spec.arch {

@@ -40,6 +40,7 @@ use crate::fit::optimize::Settings;
 use crate::fit::summary::summary;
 use crate::fit::table::{self, ColumnMap, Excluded};
 use crate::fit::{fit_json, predictions};
+use crate::kinds_doc::ParamDoc;
 use crate::train::metrics;
 
 pub const KIND: Kind = Kind {
@@ -53,6 +54,31 @@ pub const KIND: Kind = Kind {
 };
 
 /// Parameters of a `fit` stage as written in the pipeline file.
+/// The reference of `fit`'s parameters ([`crate::kinds_doc`]).
+pub const PARAMS: &[ParamDoc] = &[
+    ParamDoc::new("form", "\"chinchilla\" | \"power_n\" | \"power_d\" | \"power_c\"", "\"chinchilla\"", "The law: L = E + A/N^alpha + B/D^beta, or one power law in N, D or compute C."),
+    ParamDoc::new("e", "number | \"irreducible\"", "fitted", "Irreducible loss E: fitted when absent, fixed to a number (0: a pure power law), or the inputs' declared irreducible loss."),
+    ParamDoc::new("table", "string", "none", "A CSV or Parquet file of runs to fit instead of the inputs."),
+    ParamDoc::new("id", "string", "\"id\" when present", "The column naming each run."),
+    ParamDoc::new("n", "string", "\"n\" (table), \"n_params\" (runs)", "The column of N."),
+    ParamDoc::new("d", "string", "\"d\"", "The column of D."),
+    ParamDoc::new("c", "string", "\"c\" (table), \"flops\" (runs)", "The column of compute C."),
+    ParamDoc::new("loss", "string", "\"loss\"", "The column of the loss."),
+    ParamDoc::new("status", "string", "\"status\" when present", "A column whose rows other than \"ok\" are excluded."),
+    ParamDoc::new("d_from_c", "bool", "false", "Derive D as C / (6N), for tables that record compute but not D."),
+    ParamDoc::new("exclude_top_loss", "integer", "0", "Leave out this many runs with the highest loss (e.g. unconverged small models)."),
+    ParamDoc::new("huber_delta", "number", "0.001", "Huber threshold on the log-loss residual."),
+    ParamDoc::new("grid", "table of lists", "the form's grid", "Starting values per parameter, e.g. `{ alpha = [0.3, 0.5] }`."),
+    ParamDoc::new("max_iters", "integer", "1000", "L-BFGS iterations per start."),
+    ParamDoc::new("bootstrap", "integer", "0", "Bootstrap replicates for intervals (0: none)."),
+    ParamDoc::new("bootstrap_starts", "integer", "4", "Random grid starts per replicate, besides the full-data optimum."),
+    ParamDoc::new("budgets", "list of numbers", "[]", "Compute budgets (FLOPs) at which to report compute-optimal N and D."),
+    ParamDoc::new("holdout", "table {top_n, by, n_above, d_above, c_above}", "none", "Runs held out of the fit to measure extrapolation error."),
+    ParamDoc::new("isoflop", "bool | table {width, gap, min_runs}", "none", "IsoFLOP profiles: runs grouped by compute."),
+    ParamDoc::new("threads", "integer", "all cores", "Threads for the multistart and bootstrap."),
+    ParamDoc::new("seed", "integer", "the pipeline's seed", "Seeds the bootstrap."),
+];
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FitParams {

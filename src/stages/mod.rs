@@ -189,6 +189,7 @@ pub fn kinds() -> &'static [Kind] {
         dataset::csv::KIND,
         dataset::parquet::KIND,
         dataset::text::KIND,
+        dataset::prefix::KIND,
         dataset::idx::KIND,
         train::KIND,
         eval::KIND,

@@ -22,13 +22,15 @@ use serde::Deserialize;
 
 use super::{ConfigureContext, Job, Kind, ParamError, StageContext, StageError};
 use crate::data::Task;
+use crate::kinds_doc::ParamDoc;
 use crate::report::figures::{self, Labels};
 use crate::report::gather::{InputInfo, RunSource};
 use crate::report::{document, gather, html, markdown, plot, Header};
 
 pub const KIND: Kind = Kind {
     name: "report",
-    version: 1,
+    // 2: without `command`, Reproduce names the pipeline file the run started from.
+    version: 2,
     takes_seed: false,
     maps_inputs: false,
     inherits_inputs_of: None,
@@ -36,6 +38,40 @@ pub const KIND: Kind = Kind {
 };
 
 /// Parameters of a `report` stage.
+/// The reference of `report`'s parameters ([`crate::kinds_doc`]).
+pub const PARAMS: &[ParamDoc] = &[
+    ParamDoc::new(
+        "title",
+        "string",
+        "\"Scaling-law report\"",
+        "Heading of the report.",
+    ),
+    ParamDoc::new(
+        "command",
+        "string",
+        "scalepipe run <the pipeline file run>",
+        "The command shown under Reproduce.",
+    ),
+    ParamDoc::new(
+        "reference_e",
+        "number",
+        "the inputs' irreducible loss",
+        "The true irreducible loss drawn beside the fits.",
+    ),
+    ParamDoc::new(
+        "loss_unit",
+        "string",
+        "from the task",
+        "The loss's unit on axes (e.g. \"nats/token\", \"MSE\").",
+    ),
+    ParamDoc::new(
+        "d_unit",
+        "string",
+        "from the runs",
+        "What D counts (\"tokens\", \"examples\").",
+    ),
+];
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReportParams {
@@ -60,7 +96,8 @@ struct ReportParams {
 #[derive(Debug)]
 struct ReportJob {
     title: String,
-    command: String,
+    /// `None`: `scalepipe run` with the pipeline file the engine ran.
+    command: Option<String>,
     reference_e: Option<f64>,
     loss_unit: Option<String>,
     d_unit: Option<String>,
@@ -83,9 +120,7 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>
     }
     Ok(Box::new(ReportJob {
         title: p.title.unwrap_or_else(|| "Scaling-law report".into()),
-        command: p
-            .command
-            .unwrap_or_else(|| "scalepipe run <pipeline file>".into()),
+        command: p.command,
         reference_e: p.reference_e,
         loss_unit: p.loss_unit,
         d_unit: p.d_unit,
@@ -151,7 +186,13 @@ impl Job for ReportJob {
 
         let header = Header {
             title: self.title.clone(),
-            command: self.command.clone(),
+            command: self.command.clone().unwrap_or_else(|| {
+                let file = ctx.pipeline_file().map_or_else(
+                    || "<pipeline file>".to_string(),
+                    |f| f.display().to_string(),
+                );
+                format!("scalepipe run {file}")
+            }),
             fingerprint: inputs_fingerprint(ctx),
             reference_e: g.reference_e,
             reference_source,

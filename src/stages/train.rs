@@ -13,6 +13,7 @@ use super::{
     parse_params, ConfigureContext, Job, Kind, ParamError, Resources, StageContext, StageError,
 };
 use crate::data::{self, DatasetMeta};
+use crate::kinds_doc::ParamDoc;
 use crate::train::adamw::AdamWConfig;
 use crate::train::dataset_record::{self, DatasetRecord};
 use crate::train::device::{self, DeviceChoice};
@@ -72,8 +73,43 @@ pub struct RunParams {
     pub device: DeviceChoice,
 }
 
+/// The reference of `train`'s parameters ([`crate::kinds_doc`]): the run's, then
+/// each model family's.
+pub const PARAMS: &[ParamDoc] = &[
+    ParamDoc::new("model", "\"mlp\" | \"transformer\" | \"text_classifier\"", "required", "The model family: an MLP on table features, a decoder-only transformer on a token stream, or token embeddings pooled into an MLP head for text classification."),
+    ParamDoc::new("lr", "number", "0.001", "Peak learning rate."),
+    ParamDoc::new("min_lr_ratio", "number", "0.1", "Final learning rate of the cosine decay, as a fraction of `lr`."),
+    ParamDoc::new("warmup_steps", "integer", "5% of the steps", "Linear warmup steps."),
+    ParamDoc::new("betas", "[number, number]", "[0.9, 0.95]", "AdamW betas."),
+    ParamDoc::new("eps", "number", "1e-8", "AdamW epsilon."),
+    ParamDoc::new("weight_decay", "number", "0.1", "Decoupled weight decay."),
+    ParamDoc::new("grad_clip", "number", "1.0", "Global gradient-norm clip (0: none)."),
+    ParamDoc::new("batch_size", "integer", "32", "Rows per step: examples, or sequences of `context` tokens."),
+    ParamDoc::new("steps", "integer", "one budget required", "Budget: optimiser steps."),
+    ParamDoc::new("epochs", "number", "one budget required", "Budget: passes over the training split (fractions allowed)."),
+    ParamDoc::new("tokens", "number", "one budget required", "Budget for transformers: training tokens (steps = tokens / (batch_size x context), rounded up)."),
+    ParamDoc::new("examples", "number", "one budget required", "Budget for mlp and text_classifier: training examples (steps = examples / batch_size, rounded up)."),
+    ParamDoc::new("seed", "integer", "the pipeline's seed", "Seeds initialisation and batch order."),
+    ParamDoc::new("threads", "integer", "1", "Threads of the tensor work (the scheduler's budget)."),
+    ParamDoc::new("device", "\"cpu\" | \"cuda\"", "\"cpu\"", "Where to train (cuda needs the `cuda` cargo feature)."),
+    ParamDoc::new("width", "integer", "required", "Hidden width.").only("model = \"mlp\""),
+    ParamDoc::new("depth", "integer", "required", "Hidden layers.").only("model = \"mlp\""),
+    ParamDoc::new("activation", "\"relu\" | \"gelu\" | \"tanh\"", "\"relu\"", "Hidden activation.").only("model = \"mlp\""),
+    ParamDoc::new("d_model", "integer", "required", "Residual stream width.").only("model = \"transformer\""),
+    ParamDoc::new("n_layers", "integer", "required", "Transformer blocks.").only("model = \"transformer\""),
+    ParamDoc::new("n_heads", "integer", "required", "Attention heads (must divide d_model).").only("model = \"transformer\""),
+    ParamDoc::new("context", "integer", "required", "Tokens per training sequence.").only("model = \"transformer\""),
+    ParamDoc::new("mlp_ratio", "integer", "4", "MLP hidden width as a multiple of d_model.").only("model = \"transformer\""),
+    ParamDoc::new("tied_embeddings", "bool", "true", "Share the input embedding and output projection.").only("model = \"transformer\""),
+    ParamDoc::new("embed_dim", "integer", "required", "Token embedding width.").only("model = \"text_classifier\""),
+    ParamDoc::new("pooling", "\"mean\" | \"max\"", "\"mean\"", "How token embeddings are pooled (padding ignored).").only("model = \"text_classifier\""),
+    ParamDoc::new("width", "integer", "required", "Hidden width of the head MLP.").only("model = \"text_classifier\""),
+    ParamDoc::new("depth", "integer", "required", "Hidden layers of the head MLP.").only("model = \"text_classifier\""),
+    ParamDoc::new("activation", "\"relu\" | \"gelu\" | \"tanh\"", "\"relu\"", "Hidden activation of the head.").only("model = \"text_classifier\""),
+];
+
 /// The keys of [`RunParams`]; the rest of a train table is the model's.
-const RUN_KEYS: &[&str] = &[
+pub(crate) const RUN_KEYS: &[&str] = &[
     "lr",
     "min_lr_ratio",
     "warmup_steps",
@@ -304,7 +340,17 @@ impl Job for TrainJob {
             trainer::planned_steps(cfg.budget, &source, cfg.batch_size)
         ));
 
-        let progress = |pos: u64, len: u64, msg: &str| ctx.progress(pos, len, msg);
+        // The log gets a line every 5% of the steps (and the last one).
+        let logged = std::sync::atomic::AtomicU64::new(0);
+        let progress = |pos: u64, len: u64, msg: &str| {
+            let twentieth = pos * 20 / len.max(1);
+            if logged.fetch_max(twentieth + 1, std::sync::atomic::Ordering::Relaxed) <= twentieth
+                || pos == len
+            {
+                ctx.log(&format!("step {pos}/{len}: {msg}"));
+            }
+            ctx.progress(pos, len, msg);
+        };
         let cancelled = || ctx.cancelled();
         let hooks = Hooks {
             progress: &progress,

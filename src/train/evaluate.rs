@@ -21,6 +21,14 @@ pub struct Evaluation {
     pub units: usize,
 }
 
+/// What a long evaluation reports to and asks of its caller.
+pub struct EvalHooks<'a> {
+    /// Called after each batch with `(units done, units in all)`.
+    pub progress: &'a (dyn Fn(u64, u64) + Sync),
+    /// Polled before each batch: true stops with [`TrainError::Cancelled`].
+    pub cancelled: &'a (dyn Fn() -> bool + Sync),
+}
+
 /// Loading a checkpoint and evaluating it, as a [`DeviceJob`] for
 /// [`super::device::run_on`].
 pub struct Evaluating<'a> {
@@ -29,8 +37,7 @@ pub struct Evaluating<'a> {
     pub source: &'a Source,
     pub batch_size: usize,
     pub max_units: Option<usize>,
-    /// Polled between batches: true stops with [`TrainError::Cancelled`].
-    pub cancelled: &'a (dyn Fn() -> bool + Sync),
+    pub hooks: EvalHooks<'a>,
 }
 
 impl DeviceJob for Evaluating<'_> {
@@ -44,7 +51,7 @@ impl DeviceJob for Evaluating<'_> {
             self.source,
             self.batch_size,
             self.max_units,
-            self.cancelled,
+            &self.hooks,
         )
     }
 }
@@ -59,28 +66,35 @@ pub fn evaluate<D: Backend>(
     batch_size: usize,
     max_units: Option<usize>,
 ) -> Evaluation {
-    match evaluate_until(model, params, source, batch_size, max_units, &|| false) {
+    let hooks = EvalHooks {
+        progress: &|_, _| {},
+        cancelled: &|| false,
+    };
+    match evaluate_until(model, params, source, batch_size, max_units, &hooks) {
         Ok(evaluation) => evaluation,
         Err(_) => unreachable!("evaluation without a stop condition is never cancelled"),
     }
 }
 
-/// [`evaluate`], polling `cancelled` before each batch so that a long
-/// evaluation stops promptly on Ctrl-C or a stage timeout.
+/// [`evaluate`], reporting progress after each batch and polling for
+/// cancellation before each, so that a long evaluation shows how far it is and
+/// stops promptly on Ctrl-C or a stage timeout.
 pub fn evaluate_until<D: Backend>(
     model: &Model,
     params: &Params<D>,
     source: &Source,
     batch_size: usize,
     max_units: Option<usize>,
-    cancelled: &(dyn Fn() -> bool + Sync),
+    hooks: &EvalHooks,
 ) -> Result<Evaluation, TrainError> {
     let mut loss_sum = 0.0f64;
     let mut hits = 0usize;
     let mut units = 0usize;
     let mut classes = false;
-    for batch in eval_batches(source, batch_size, max_units) {
-        if cancelled() {
+    let batches = eval_batches(source, batch_size, max_units);
+    let total: usize = batches.iter().map(|b| b.units()).sum();
+    for batch in batches {
+        if (hooks.cancelled)() {
             return Err(TrainError::Cancelled);
         }
         let (loss, out) = model.loss(params, &batch, NoneTape);
@@ -92,6 +106,7 @@ pub fn evaluate_until<D: Backend>(
             let width = out.shape().1;
             hits += correct(&out.as_vec(), width, y);
         }
+        (hooks.progress)(units as u64, total as u64);
     }
     let units_f = units.max(1) as f64;
     Ok(Evaluation {

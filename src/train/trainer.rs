@@ -191,7 +191,7 @@ pub fn train<D: Backend>(
             (hooks.progress)(
                 (step + 1) as u64,
                 steps as u64,
-                &format!("loss {loss_value:.4}"),
+                &format!("loss {loss_value:.4}, D {d}"),
             );
         }
     }

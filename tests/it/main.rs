@@ -3,6 +3,7 @@
 //! workspaces through the small builder in `harness`.
 
 mod data;
+mod defaults;
 mod engine;
 mod faults;
 mod fit;

@@ -22,3 +22,6 @@ pub const KIND: Kind = Kind {
 fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>, ParamError> {
     table::configure(KIND.name, true, params, cx)
 }
+
+/// The reference of `dataset.csv`'s parameters ([`crate::kinds_doc`]).
+pub use super::table::CSV_PARAMS as PARAMS;

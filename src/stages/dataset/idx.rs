@@ -15,6 +15,7 @@ use super::split::{train_size, Count, SplitSpec};
 use super::subsample::nested_subsample;
 use super::{json, new_meta, InputFile};
 use crate::data::{write_meta, write_table, Columns, DataError, Split, Table, Targets, Task};
+use crate::kinds_doc::ParamDoc;
 use crate::stages::{
     parse_params, ConfigureContext, Job, Kind, ParamError, StageContext, StageError,
 };
@@ -30,6 +31,40 @@ pub const KIND: Kind = Kind {
 
 /// Type code of unsigned bytes.
 const UBYTE: u8 = 0x08;
+
+/// The reference of `dataset.idx`'s parameters ([`crate::kinds_doc`]).
+pub const PARAMS: &[ParamDoc] = &[
+    ParamDoc::new(
+        "images",
+        "string",
+        "required",
+        "IDX file of u8 images (e.g. train-images-idx3-ubyte).",
+    ),
+    ParamDoc::new(
+        "labels",
+        "string",
+        "required",
+        "IDX file of u8 labels, one per image.",
+    ),
+    ParamDoc::new(
+        "split",
+        "table {train, val, test}",
+        "val = test = 10%",
+        "Counts of examples (integers) or fractions of the file (floats).",
+    ),
+    ParamDoc::new(
+        "n",
+        "integer",
+        "the whole training pool",
+        "Training examples D, a nested subsample.",
+    ),
+    ParamDoc::new(
+        "seed",
+        "integer",
+        "the pipeline's seed",
+        "Seeds the draw; same parameters and seed give byte-identical files.",
+    ),
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -22,6 +22,7 @@ use super::split::{Count, SplitSpec};
 use super::subsample::{seeded_rng, stream};
 use super::{json, new_meta, tick};
 use crate::data::{write_meta, write_offsets, write_tokens, Split, Task};
+use crate::kinds_doc::ParamDoc;
 use crate::stages::{
     parse_params, ConfigureContext, Job, Kind, ParamError, StageContext, StageError,
 };
@@ -43,6 +44,16 @@ pub const MAX_TRANSITIONS: u64 = 1 << 25;
 /// Power iteration stops when the L1 change of pi falls below this.
 const TOLERANCE: f64 = 1e-13;
 const MAX_ITERATIONS: usize = 100_000;
+
+/// The reference of `dataset.markov_text`'s parameters ([`crate::kinds_doc`]).
+pub const PARAMS: &[ParamDoc] = &[
+    ParamDoc::new("tokens", "integer", "required", "Training tokens D."),
+    ParamDoc::new("vocab", "integer", "32", "Vocabulary size."),
+    ParamDoc::new("order", "integer", "1", "Tokens of context the next token depends on."),
+    ParamDoc::new("zipf", "number", "1.0", "Zipf exponent of each context's next-token distribution."),
+    ParamDoc::new("split", "table {val, test}", "val = test = 20000", "Held-out sizes as counts (a generator has no pool to take fractions of), drawn from their own streams so they never change with D."),
+    ParamDoc::new("seed", "integer", "the pipeline's seed", "Seeds the draw; same parameters and seed give byte-identical files."),
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

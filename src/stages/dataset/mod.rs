@@ -12,6 +12,7 @@ pub mod csv;
 pub mod idx;
 pub mod markov_text;
 pub mod parquet;
+pub mod prefix;
 pub mod split;
 pub mod subsample;
 mod table;

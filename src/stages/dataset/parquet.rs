@@ -19,3 +19,6 @@ pub const KIND: Kind = Kind {
 fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>, ParamError> {
     table::configure(KIND.name, false, params, cx)
 }
+
+/// The reference of `dataset.parquet`'s parameters ([`crate::kinds_doc`]).
+pub use super::table::PARQUET_PARAMS as PARAMS;

@@ -125,8 +125,18 @@ impl SplitSpec {
     /// Sizes for a pool of `pool` items. Validation and test are carved off first;
     /// the training pool is what remains, capped by `train` when given.
     pub fn resolve(&self, pool: usize) -> Result<SplitSizes, String> {
-        let val = self.val_amount().expect("default").of(pool);
-        let test = self.test_amount().expect("default").of(pool);
+        self.resolve_capped(pool, usize::MAX)
+    }
+
+    /// [`Self::resolve`], with a validation or test set left to the default
+    /// fraction capped at `default_cap` items (what the user gives is kept).
+    pub fn resolve_capped(&self, pool: usize, default_cap: usize) -> Result<SplitSizes, String> {
+        let held_out = |given: Option<Amount>, default: Amount| match given {
+            Some(amount) => amount.of(pool),
+            None => default.of(pool).min(default_cap),
+        };
+        let val = held_out(self.val, self.val_amount().expect("default"));
+        let test = held_out(self.test, self.test_amount().expect("default"));
         let remaining = pool.checked_sub(val + test).ok_or_else(|| {
             format!("split asks for {val} validation + {test} test items but there are only {pool}")
         })?;
@@ -261,6 +271,15 @@ mod tests {
     fn defaults_hold_out_ten_percent_each() {
         let s = SplitSpec::default().resolve(50).unwrap();
         assert_eq!((s.val, s.test, s.train_pool), (5, 5, 40));
+    }
+
+    #[test]
+    fn default_held_out_sets_are_capped_but_given_ones_are_not() {
+        let s = SplitSpec::default().resolve_capped(10_000, 300).unwrap();
+        assert_eq!((s.val, s.test, s.train_pool), (300, 300, 9_400));
+        let spec = parse("val = 0.2").unwrap();
+        let s = spec.resolve_capped(10_000, 300).unwrap();
+        assert_eq!((s.val, s.test), (2_000, 300));
     }
 
     #[test]

@@ -18,6 +18,7 @@ use super::{json, new_meta, InputFile};
 use crate::data::{
     write_meta, write_parquet, write_table, Columns, DataError, Split, Table, Targets, Task,
 };
+use crate::kinds_doc::ParamDoc;
 use crate::stages::{parse_params, ConfigureContext, Job, ParamError, StageContext, StageError};
 
 /// How a table file becomes a frame.
@@ -41,6 +42,41 @@ enum Tokenizer {
     Word,
 }
 
+/// The reference of `dataset.parquet`'s parameters ([`crate::kinds_doc`]).
+pub const PARQUET_PARAMS: &[ParamDoc] = &[
+    ParamDoc::new("path", "string", "required", "The table file, relative to the pipeline file."),
+    ParamDoc::new("label", "string", "required", "The target column."),
+    ParamDoc::new("task", "\"regression\" | \"classification\"", "required", "Real-valued target (MSE) or class labels (cross-entropy)."),
+    ParamDoc::new("features", "list of strings", "every other numeric column", "Numeric feature columns."),
+    ParamDoc::new("text", "string", "none", "A text column to tokenise instead of numeric features (text classification; train with model = \"text_classifier\")."),
+    ParamDoc::new("tokenizer", "\"word\" | \"byte\"", "\"word\"", "With `text`: lowercase words (with an unknown id) or bytes."),
+    ParamDoc::new("max_vocab", "integer", "10000", "With `text` and the word tokenizer: most ids, padding and unknown included."),
+    ParamDoc::new("min_count", "integer", "1", "With `text` and the word tokenizer: words seen fewer times in the training pool map to the unknown id."),
+    ParamDoc::new("max_len", "integer", "128", "With `text`: tokens per example (longer texts are cut, shorter padded)."),
+    ParamDoc::new("drop_nulls", "bool", "false", "Drop rows with a missing value instead of failing."),
+    ParamDoc::new("split", "table {train, val, test}", "val = test = 10%", "Counts of rows (integers) or fractions of the table (floats)."),
+    ParamDoc::new("n", "integer", "the whole training pool", "Training examples D, a nested subsample: smaller n are subsets of larger ones."),
+    ParamDoc::new("seed", "integer", "the pipeline's seed", "Seeds the draw; same parameters and seed give byte-identical files."),
+];
+
+/// The reference of `dataset.csv`'s parameters: the Parquet ones and `separator`.
+pub const CSV_PARAMS: &[ParamDoc] = &[
+    ParamDoc::new("path", "string", "required", "The table file, relative to the pipeline file."),
+    ParamDoc::new("label", "string", "required", "The target column."),
+    ParamDoc::new("task", "\"regression\" | \"classification\"", "required", "Real-valued target (MSE) or class labels (cross-entropy)."),
+    ParamDoc::new("features", "list of strings", "every other numeric column", "Numeric feature columns."),
+    ParamDoc::new("text", "string", "none", "A text column to tokenise instead of numeric features (text classification; train with model = \"text_classifier\")."),
+    ParamDoc::new("tokenizer", "\"word\" | \"byte\"", "\"word\"", "With `text`: lowercase words (with an unknown id) or bytes."),
+    ParamDoc::new("max_vocab", "integer", "10000", "With `text` and the word tokenizer: most ids, padding and unknown included."),
+    ParamDoc::new("min_count", "integer", "1", "With `text` and the word tokenizer: words seen fewer times in the training pool map to the unknown id."),
+    ParamDoc::new("max_len", "integer", "128", "With `text`: tokens per example (longer texts are cut, shorter padded)."),
+    ParamDoc::new("drop_nulls", "bool", "false", "Drop rows with a missing value instead of failing."),
+    ParamDoc::new("split", "table {train, val, test}", "val = test = 10%", "Counts of rows (integers) or fractions of the table (floats)."),
+    ParamDoc::new("n", "integer", "the whole training pool", "Training examples D, a nested subsample: smaller n are subsets of larger ones."),
+    ParamDoc::new("seed", "integer", "the pipeline's seed", "Seeds the draw; same parameters and seed give byte-identical files."),
+    ParamDoc::new("separator", "one ASCII character", "\",\"", "The field separator."),
+];
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Params {
@@ -51,6 +87,7 @@ struct Params {
     text: Option<String>,
     tokenizer: Option<Tokenizer>,
     max_vocab: Option<usize>,
+    min_count: Option<u64>,
     max_len: Option<usize>,
     #[serde(default)]
     drop_nulls: bool,
@@ -72,6 +109,7 @@ struct TextColumn {
     column: String,
     tokenizer: Tokenizer,
     max_vocab: usize,
+    min_count: u64,
     max_len: usize,
 }
 
@@ -122,10 +160,11 @@ pub(super) fn configure(
     };
     let text = match &p.text {
         None => {
-            for key in ["tokenizer", "max_vocab", "max_len"] {
+            for key in ["tokenizer", "max_vocab", "min_count", "max_len"] {
                 let given = match key {
                     "tokenizer" => p.tokenizer.is_some(),
                     "max_vocab" => p.max_vocab.is_some(),
+                    "min_count" => p.min_count.is_some(),
                     _ => p.max_len.is_some(),
                 };
                 if given {
@@ -162,6 +201,15 @@ pub(super) fn configure(
                 return Err(ParamError::at("max_len", "expected an integer >= 1"));
             }
             let tokenizer = p.tokenizer.unwrap_or(Tokenizer::Word);
+            if tokenizer == Tokenizer::Byte && p.min_count.is_some() {
+                return Err(ParamError::at(
+                    "min_count",
+                    "applies to the word tokenizer only (bytes always use 257 ids)",
+                ));
+            }
+            if p.min_count == Some(0) {
+                return Err(ParamError::at("min_count", "expected an integer >= 1"));
+            }
             if tokenizer == Tokenizer::Byte && p.max_vocab.is_some() {
                 return Err(ParamError::at(
                     "max_vocab",
@@ -172,6 +220,7 @@ pub(super) fn configure(
                 column: column.clone(),
                 tokenizer,
                 max_vocab,
+                min_count: p.min_count.unwrap_or(1),
                 max_len,
             })
         }
@@ -542,9 +591,10 @@ impl Job for TableJob {
                         // Built from the training pool only (never from held-out
                         // rows), and from the whole pool rather than the first n, so
                         // every D of a sweep shares one vocabulary.
-                        let vocab = WordVocab::build(
+                        let vocab = WordVocab::build_min_count(
                             sub.train.iter().map(|&i| texts[i].as_str()),
                             text.max_vocab,
+                            text.min_count,
                         );
                         let size = vocab.len();
                         meta_extra.insert("vocab_words".into(), json(vocab.words()));

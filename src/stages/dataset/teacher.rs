@@ -20,6 +20,7 @@ use super::split::{Count, SplitSpec};
 use super::subsample::{seeded_rng, stream};
 use super::{json, new_meta, tick};
 use crate::data::{write_meta, write_table, Columns, Split, Table, Targets, Task};
+use crate::kinds_doc::ParamDoc;
 use crate::stages::{
     parse_params, ConfigureContext, Job, Kind, ParamError, StageContext, StageError,
 };
@@ -46,6 +47,20 @@ enum TeacherTask {
     Regression,
     Classification,
 }
+
+/// The reference of `dataset.teacher`'s parameters ([`crate::kinds_doc`]).
+pub const PARAMS: &[ParamDoc] = &[
+    ParamDoc::new("n", "integer", "required", "Training examples D."),
+    ParamDoc::new("task", "\"regression\" | \"classification\"", "\"regression\"", "Real targets with Gaussian noise, or classes sampled from the teacher's softmax."),
+    ParamDoc::new("input_dim", "integer", "16", "Features per example."),
+    ParamDoc::new("teacher_width", "integer", "64", "Hidden width of the teacher MLP."),
+    ParamDoc::new("teacher_depth", "integer", "2", "Hidden layers of the teacher MLP."),
+    ParamDoc::new("noise_std", "number", "required for regression", "Standard deviation of the target noise; E = noise_std^2."),
+    ParamDoc::new("classes", "integer", "required for classification", "Number of classes."),
+    ParamDoc::new("temperature", "number", "1 (classification)", "Softmax temperature of the teacher's logits."),
+    ParamDoc::new("split", "table {val, test}", "val = test = 1000", "Held-out sizes as counts (a generator has no pool to take fractions of), drawn from their own streams so they never change with D."),
+    ParamDoc::new("seed", "integer", "the pipeline's seed", "Seeds the draw; same parameters and seed give byte-identical files."),
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

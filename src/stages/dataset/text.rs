@@ -2,40 +2,57 @@
 //! turned into a token stream for language modelling.
 //!
 //! Files are read in sorted order of their path relative to `path`, so the corpus
-//! is the same on every machine. Tokens are bytes (vocab 256) by default, or
-//! characters (`tokenizer = "char"`, vocabulary = the corpus's distinct characters
-//! sorted by code point, listed in `meta.json` as `extra.chars`). A file that
-//! cannot be read, holds a NUL byte or is not UTF-8 is reported as an error,
-//! unless `skip_unreadable = true`, which skips it and records it in the metadata.
+//! is the same on every machine. `glob` and `exclude` match that relative path as
+//! gitignore does: `*` stays within one directory, `**` crosses them. Tokens are
+//! bytes (vocab 256) by default, or characters (`tokenizer = "char"`: the corpus's
+//! characters seen at least `min_count` times, at most `max_vocab` ids, sorted by
+//! code point and listed in `meta.json` as `extra.chars`; the rest share one
+//! unknown id after them, `extra.unknown_id`). A file that cannot be read, holds a
+//! NUL byte or is not UTF-8 is reported as an error, unless `skip_unreadable =
+//! true`, which skips it and records it in the metadata.
 //!
 //! The corpus is cut into blocks of `block` tokens; a seeded permutation of the
-//! blocks gives validation and test (`split`) and then the training blocks, of
-//! which the first `tokens` tokens are kept, so smaller D are prefixes of larger
-//! ones. Each split's `offsets.bin` gives where its blocks start.
+//! blocks gives validation and test (`split`, counts in tokens rounded up to whole
+//! blocks; by default 10% each but at most [`DEFAULT_HELD_OUT_CAP`] tokens) and then
+//! the training blocks, of which the first `tokens` tokens are kept, so smaller D
+//! are prefixes of larger ones. Each split's `offsets.bin` gives where its blocks
+//! start.
 
 use std::path::PathBuf;
 
-use globset::{Glob, GlobMatcher};
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 use walkdir::WalkDir;
 
 use super::split::{train_size, Count, SplitSizes, SplitSpec};
 use super::subsample::nested_subsample;
-use super::tokenize::char_vocab;
+use super::tokenize::CharVocab;
 use super::{json, new_meta, source_file};
 use crate::data::{write_meta, write_offsets, write_tokens, Split, Task};
+use crate::kinds_doc::ParamDoc;
 use crate::stages::{
     parse_params, ConfigureContext, Job, Kind, ParamError, StageContext, StageError,
 };
 
 pub const KIND: Kind = Kind {
     name: "dataset.text",
-    version: 1,
+    // 2: split counts in tokens (were blocks), default held-out sets capped at
+    // DEFAULT_HELD_OUT_CAP tokens, `*` no longer crosses `/`, char vocabulary
+    // capped by `max_vocab` with an unknown id.
+    version: 2,
     takes_seed: true,
     maps_inputs: false,
     inherits_inputs_of: None,
     configure,
 };
+
+/// Most tokens a validation or test set gets when `split` leaves its size to the
+/// default fraction: 10% of a 128M-character corpus would be 12.8M tokens, more
+/// than most training runs of a sweep see, and `eval` would score all of them.
+pub const DEFAULT_HELD_OUT_CAP: usize = 250_000;
+
+/// Default `max_vocab` of the char tokenizer, the unknown id included.
+pub const DEFAULT_MAX_CHAR_VOCAB: usize = 512;
 
 /// Problems listed in one error before the rest are counted.
 const MAX_LISTED: usize = 10;
@@ -47,14 +64,33 @@ enum Tokenizer {
     Char,
 }
 
+/// The reference of `dataset.text`'s parameters ([`crate::kinds_doc`]).
+pub const PARAMS: &[ParamDoc] = &[
+    ParamDoc::new("path", "string", "required", "A text file, or a directory walked for files matching `glob`; relative to the pipeline file. `{python_stdlib}` at its start stands for Python's standard library on the running machine (`$PYTHON` or `python3`)."),
+    ParamDoc::new("glob", "glob", "\"**/*\"", "Files under `path` to read, matched against their path relative to it: `*` stays within one directory (`*.py` is the top level only), `**/` crosses directories (`**/*.py`)."),
+    ParamDoc::new("exclude", "list of globs", "[]", "Files to leave out, matched like `glob` (e.g. `[\"**/test/**\", \"**/tests/**\"]`)."),
+    ParamDoc::new("tokenizer", "\"byte\" | \"char\"", "\"byte\"", "Bytes (256 ids) or Unicode characters of the corpus."),
+    ParamDoc::new("max_vocab", "integer", "512", "Char tokenizer: most ids, the unknown id included; rarer characters share the unknown id."),
+    ParamDoc::new("min_count", "integer", "1", "Char tokenizer: characters seen fewer times map to the unknown id."),
+    ParamDoc::new("tokens", "integer", "the whole training pool", "Training tokens D: a prefix of the seeded training blocks, so smaller D nest in larger ones."),
+    ParamDoc::new("block", "integer", "256", "Tokens per block: the corpus is cut into blocks and a seeded permutation of the blocks gives the splits."),
+    ParamDoc::new("split", "table {train, val, test}", "val, test = 10% each, at most 250,000 tokens", "Held-out sizes in tokens (integers, rounded up to whole blocks) or fractions of the corpus (floats); a size you give is not capped."),
+    ParamDoc::new("skip_unreadable", "bool", "false", "Skip (and record in meta.json) files that are binary or not UTF-8 instead of failing."),
+    ParamDoc::new("seed", "integer", "the pipeline's seed", "Seeds the draw; same parameters and seed give byte-identical files."),
+];
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Params {
     path: String,
     #[serde(default = "default_glob")]
     glob: String,
+    #[serde(default)]
+    exclude: Vec<String>,
     #[serde(default = "default_tokenizer")]
     tokenizer: Tokenizer,
+    max_vocab: Option<usize>,
+    min_count: Option<u64>,
     /// Training tokens D (default: the whole training pool).
     tokens: Option<Count>,
     #[serde(default = "default_block")]
@@ -87,6 +123,8 @@ struct CorpusFile {
 struct TextJob {
     files: Vec<CorpusFile>,
     tokenizer: Tokenizer,
+    max_vocab: usize,
+    min_count: u64,
     tokens: Option<u64>,
     block: usize,
     skip_unreadable: bool,
@@ -100,17 +138,41 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>
     if p.block == 0 {
         return Err(ParamError::at("block", "expected an integer >= 1"));
     }
-    let root = cx.resolve(&p.path);
+    if p.tokenizer == Tokenizer::Byte {
+        for (key, given) in [
+            ("max_vocab", p.max_vocab.is_some()),
+            ("min_count", p.min_count.is_some()),
+        ] {
+            if given {
+                return Err(ParamError::at(
+                    key,
+                    "applies to tokenizer = \"char\" only (bytes always have 256 ids)",
+                ));
+            }
+        }
+    }
+    if p.max_vocab.is_some_and(|v| v < 2) {
+        return Err(ParamError::at(
+            "max_vocab",
+            "expected an integer >= 2 (one character and the unknown id)",
+        ));
+    }
+    if p.min_count == Some(0) {
+        return Err(ParamError::at("min_count", "expected an integer >= 1"));
+    }
+    let root = match p.path.strip_prefix(PYTHON_STDLIB) {
+        Some(rest) => python_stdlib()?.join(rest.trim_start_matches('/')),
+        None => cx.resolve(&p.path),
+    };
     let files = if root.is_file() {
         vec![CorpusFile {
             written: p.path.clone(),
-            path: root,
+            path: root.clone(),
         }]
     } else if root.is_dir() {
-        let matcher = Glob::new(&p.glob)
-            .map_err(|e| ParamError::at("glob", format!("invalid glob: {e}")))?
-            .compile_matcher();
-        walk(&root, &p.path, &matcher, p.skip_unreadable)?
+        let include = glob_set("glob", std::slice::from_ref(&p.glob))?;
+        let exclude = glob_set("exclude", &p.exclude)?;
+        walk(&root, &p.path, &include, &exclude, p.skip_unreadable)?
     } else {
         return Err(ParamError::at(
             "path",
@@ -121,15 +183,18 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>
         return Err(ParamError::at(
             "glob",
             format!(
-                "no file under {} matches `{}`",
-                cx.resolve(&p.path).display(),
-                p.glob
+                "no file under {} matches `{}`{} (`*` stays within a directory; `**/` crosses them)",
+                root.display(),
+                p.glob,
+                if p.exclude.is_empty() { "" } else { " outside `exclude`" },
             ),
         ));
     }
     Ok(Box::new(TextJob {
         files,
         tokenizer: p.tokenizer,
+        max_vocab: p.max_vocab.unwrap_or(DEFAULT_MAX_CHAR_VOCAB),
+        min_count: p.min_count.unwrap_or(1),
         tokens: p.tokens.map(|c| c.0),
         block: p.block,
         skip_unreadable: p.skip_unreadable,
@@ -138,11 +203,63 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>
     }))
 }
 
-/// Files under `root` whose relative path matches, sorted by that path.
+/// A `path` starting with this names Python's standard library on the machine
+/// that runs the pipeline, so a pipeline over it stays portable. Sources are
+/// recorded as written, so `meta.json` does not depend on where Python lives.
+pub const PYTHON_STDLIB: &str = "{python_stdlib}";
+
+/// The directory of Python's standard library, from `$PYTHON` or `python3`.
+fn python_stdlib() -> Result<PathBuf, ParamError> {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let fail = |why: String| {
+        ParamError::at(
+            "path",
+            format!("cannot locate Python's standard library for {PYTHON_STDLIB} with `{python}`: {why} (set $PYTHON to the interpreter)"),
+        )
+    };
+    let out = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('stdlib'))",
+        ])
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        return Err(fail(format!("{}", out.status)));
+    }
+    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if dir.is_empty() {
+        return Err(fail("it printed nothing".into()));
+    }
+    Ok(PathBuf::from(dir))
+}
+
+/// Globs matched like gitignore: `*` and `?` stay within one path component.
+fn glob_set(key: &str, globs: &[String]) -> Result<GlobSet, ParamError> {
+    let mut set = GlobSetBuilder::new();
+    for (i, glob) in globs.iter().enumerate() {
+        let at = if key == "glob" {
+            key.to_string()
+        } else {
+            format!("{key}[{i}]")
+        };
+        let glob: Glob = GlobBuilder::new(glob)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| ParamError::at(at, format!("invalid glob: {e}")))?;
+        set.add(glob);
+    }
+    set.build()
+        .map_err(|e| ParamError::at(key, format!("invalid glob: {e}")))
+}
+
+/// Files under `root` whose relative path matches `include` and not `exclude`,
+/// sorted by that path.
 fn walk(
     root: &std::path::Path,
     written_root: &str,
-    matcher: &GlobMatcher,
+    include: &GlobSet,
+    exclude: &GlobSet,
     skip_unreadable: bool,
 ) -> Result<Vec<CorpusFile>, ParamError> {
     let mut files = Vec::new();
@@ -173,7 +290,7 @@ fn walk(
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
             .collect();
         let rel = rel.join("/");
-        if matcher.is_match(&rel) {
+        if include.is_match(&rel) && !exclude.is_match(&rel) {
             files.push(CorpusFile {
                 written: format!("{}/{rel}", written_root.trim_end_matches('/')),
                 path: entry.path().to_path_buf(),
@@ -262,17 +379,33 @@ impl Job for TextJob {
                 256,
             ),
             Tokenizer::Char => {
-                // From the whole corpus, so every D of a sweep shares the vocabulary
-                // and no held-out character is unknown.
-                let chars = char_vocab(texts.iter().map(|(_, t)| t.as_str()));
-                let stream = texts
+                // From the whole corpus, so every D of a sweep shares the vocabulary.
+                let vocab = CharVocab::build(
+                    texts.iter().map(|(_, t)| t.as_str()),
+                    self.max_vocab,
+                    self.min_count,
+                );
+                let stream: Vec<u32> = texts
                     .iter()
                     .flat_map(|(_, t)| t.chars())
-                    .map(|c| chars.binary_search(&c).expect("char is in the vocab") as u32)
+                    .map(|c| vocab.id(c))
                     .collect();
-                let listed: Vec<String> = chars.iter().map(|c| c.to_string()).collect();
+                let listed: Vec<String> = vocab.chars().iter().map(|c| c.to_string()).collect();
                 meta_extra.insert("chars".into(), json(listed));
-                (stream, chars.len())
+                if let Some(unknown) = vocab.unknown() {
+                    let share = stream.iter().filter(|&&t| t == unknown).count() as f64
+                        / stream.len().max(1) as f64;
+                    meta_extra.insert("unknown_id".into(), json(unknown));
+                    meta_extra.insert("unknown_chars".into(), json(vocab.dropped()));
+                    meta_extra.insert("unknown_share".into(), json(share));
+                    ctx.log(&format!(
+                        "char vocabulary: {} ids; {} rare characters share the unknown id {unknown} ({:.3}% of tokens)",
+                        vocab.len(),
+                        vocab.dropped(),
+                        share * 100.0
+                    ));
+                }
+                (stream, vocab.len())
             }
         };
         if stream.is_empty() {
@@ -282,13 +415,37 @@ impl Job for TextJob {
             )));
         }
 
-        // Blocks of the stream are the units of the split.
+        ctx.log(&format!(
+            "corpus: {} file(s), {} tokens, vocabulary {vocab}",
+            texts.len(),
+            stream.len()
+        ));
+
+        // Blocks of the stream are the units of the split; sizes are given in
+        // tokens and rounded up to whole blocks.
         let starts: Vec<usize> = (0..stream.len()).step_by(self.block).collect();
         let block_len = |b: usize| self.block.min(stream.len() - starts[b]);
         let pool = starts.len();
-        let sizes = self.split.resolve(pool).map_err(|m| {
+        let in_tokens = self
+            .split
+            .resolve_capped(stream.len(), DEFAULT_HELD_OUT_CAP)
+            .map_err(|m| {
+                StageError::msg(format!(
+                    "split: {m} (counts are tokens; the corpus has {} tokens)",
+                    stream.len()
+                ))
+            })?;
+        let blocks = |tokens: usize| tokens.div_ceil(self.block);
+        let (val_blocks, test_blocks) = (blocks(in_tokens.val), blocks(in_tokens.test));
+        let sizes = SplitSpec {
+            train: self.split.train.map(|a| super::split::Amount::Count(blocks(a.of(stream.len())) as u64)),
+            val: Some(super::split::Amount::Count(val_blocks as u64)),
+            test: Some(super::split::Amount::Count(test_blocks as u64)),
+        }
+        .resolve(pool)
+        .map_err(|m| {
             StageError::msg(format!(
-                "{m} (blocks of {} tokens; the corpus has {} tokens; lower `block` for a small corpus)",
+                "split: {m} (blocks of {} tokens; the corpus has {} tokens; lower `block` for a small corpus)",
                 self.block,
                 stream.len()
             ))
@@ -302,6 +459,12 @@ impl Job for TextJob {
         };
         let d =
             train_size(self.tokens, &token_sizes, "tokens", "tokens").map_err(StageError::msg)?;
+        if token_sizes.val > d || token_sizes.test > d {
+            ctx.warn(&format!(
+                "held-out data outweighs training data: {} validation and {} test tokens against {d} training tokens (set `split = {{val = ..., test = ...}}` in tokens)",
+                token_sizes.val, token_sizes.test
+            ));
+        }
 
         for (split, blocks, limit) in [
             (Split::Train, &sub.train, d),
