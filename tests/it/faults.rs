@@ -101,17 +101,22 @@ fn a_stage_timeout_fails_it_with_timed_out_after_and_stays_out_of_the_fingerprin
     ws.write("p.toml", &text("\"1s\""));
     let start = Instant::now();
     let child = ws.spawn(&["run", "p.toml"]);
+    // The group's pid, read while the stage runs (a failed attempt keeps its
+    // log, not its outputs).
+    wait_until("the stage to start", Duration::from_secs(10), || {
+        in_tmp(&ws, "group.pid").is_some_and(|p| {
+            !std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .trim()
+                .is_empty()
+        })
+    });
+    let group = read_pid(&in_tmp(&ws, "group.pid").unwrap());
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("timed out after 1 s"), "{stderr}");
     assert!(start.elapsed() < Duration::from_secs(20));
-    let failed = std::fs::read_dir(ws.join(".scalepipe/failed"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
-    let group = read_pid(&failed.path().join("out/group.pid"));
     wait_until("the timed-out group to end", Duration::from_secs(5), || {
         !process::group_exists(group)
     });
