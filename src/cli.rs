@@ -189,7 +189,7 @@ pub fn main() -> i32 {
 fn execute(cli: Cli) -> Result<(), Error> {
     let dir = match (&cli.workspace, cli.command.file()) {
         (Some(dir), _) => dir.clone(),
-        (None, Some(file)) => pipeline_dir(file),
+        (None, Some(file)) => default_workspace(file),
         (None, None) => PathBuf::from("."),
     };
     let workspace = Workspace::new(dir);
@@ -230,12 +230,27 @@ fn execute(cli: Cli) -> Result<(), Error> {
     }
 }
 
-/// The directory of a pipeline file, the default workspace: running a pipeline
-/// from anywhere finds the same cache.
-fn pipeline_dir(file: &Path) -> PathBuf {
-    match file.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
+/// The workspace a pipeline file uses when `--workspace` is not given, found
+/// the way git finds its repository, so a pipeline finds its cache from
+/// wherever it is run: the nearest directory at or above the file's that holds
+/// a `.scalepipe/`; else the current directory when the file lies under it (a
+/// project with `pipelines/` and `results/` side by side); else the file's own
+/// directory.
+fn default_workspace(file: &Path) -> PathBuf {
+    let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    let file_dir = absolute
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    if let Some(found) = file_dir
+        .ancestors()
+        .find(|dir| dir.join(".scalepipe").is_dir())
+    {
+        return found.to_path_buf();
+    }
+    match std::env::current_dir() {
+        Ok(cwd) if file_dir.starts_with(&cwd) => cwd,
+        _ => file_dir,
     }
 }
 

@@ -22,11 +22,27 @@ pub struct TerminalReporter {
     bars: Mutex<HashMap<String, ProgressBar>>,
     /// Without bars: when each running stage started and the last tenth printed.
     lines: Mutex<HashMap<String, (Instant, u64)>>,
+    /// How long a stage runs before it gets progress lines.
+    quiet_start: Duration,
     quiet: bool,
 }
 
 /// Work counted in fewer steps than this (a few figures) gets no progress lines.
 const MIN_LINE_STEPS: u64 = 10;
+
+/// A stage gets progress lines only once it has run this long: quick stages
+/// (most fits, small models) would fill a log with lines nobody waits for.
+/// `SCALEPIPE_PROGRESS_AFTER` (seconds) changes it.
+const QUIET_START: Duration = Duration::from_secs(2);
+
+fn quiet_start() -> Duration {
+    std::env::var("SCALEPIPE_PROGRESS_AFTER")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(QUIET_START)
+}
 
 /// A progress line for a stage `elapsed` into its work: `40% 400/1000 msg (eta 3s)`.
 fn progress_line(id: &str, pos: u64, len: u64, message: &str, elapsed: Duration) -> String {
@@ -58,6 +74,7 @@ impl TerminalReporter {
             overall: Mutex::new(None),
             bars: Mutex::new(HashMap::new()),
             lines: Mutex::new(HashMap::new()),
+            quiet_start: quiet_start(),
             quiet,
         }
     }
@@ -128,7 +145,7 @@ impl TerminalReporter {
                     let mut lines = self.lines.lock().expect("lock");
                     if let Some((started, printed)) = lines.get_mut(*id) {
                         let tenth = pos * 10 / len;
-                        if tenth > *printed {
+                        if tenth > *printed && started.elapsed() >= self.quiet_start {
                             *printed = tenth;
                             let line = progress_line(id, *pos, *len, message, started.elapsed());
                             drop(lines);

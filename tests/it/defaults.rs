@@ -216,9 +216,19 @@ inputs = ["fit", "eval"]
 fn json_run_prints_progress_on_stderr_and_one_object_on_stdout() {
     let ws = Workspace::new();
     ws.write("p.toml", STUDY);
-    let out = ws
-        .run(&["run", "p.toml", "--json", "--jobs", "1"])
-        .success();
+    // Lines start at once here (by default after 2 s, which these tiny stages
+    // never reach).
+    let raw = ws
+        .command(&["run", "p.toml", "--json", "--jobs", "1"])
+        .env("SCALEPIPE_PROGRESS_AFTER", "0")
+        .output()
+        .unwrap();
+    let out = crate::harness::Output {
+        code: raw.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&raw.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&raw.stderr).into_owned(),
+    }
+    .success();
     let json = out.json();
     assert_eq!(json["pipeline"], "study");
     // Progress lines of the training runs, with percentages, loss and D.
@@ -281,33 +291,49 @@ fn json_errors_are_one_json_object_with_file_line_and_column() {
 }
 
 #[test]
-fn workspace_defaults_to_the_pipeline_files_directory() {
+fn the_default_workspace_is_found_from_the_pipeline_file() {
     let ws = Workspace::new();
-    ws.write(
-        "study/p.toml",
-        "[pipeline]\nname = \"p\"\n[stages.a]\nkind = \"command\"\ncmd = \"echo 1 > a.txt\"\n",
-    );
+    let text =
+        "[pipeline]\nname = \"p\"\n[stages.a]\nkind = \"command\"\ncmd = \"echo 1 > a.txt\"\n";
+    ws.write("study/p.toml", text);
+    // From a directory above the file: that directory (pipelines/ and results/
+    // side by side, as in this repository).
     let out = ws.run(&["run", "study/p.toml"]).success();
-    assert!(ws.join("study/.scalepipe").is_dir());
-    assert!(ws.join("study/results/p/a/a.txt").is_file());
-    assert!(!ws.join(".scalepipe").exists() && !ws.join("results").exists());
-    assert!(
-        out.stderr.contains("workspace: ") && out.stderr.contains("study"),
-        "{}",
-        out.stderr
-    );
-    // Run from inside the directory: the same cache, so nothing runs again.
-    let again = ws
-        .command(&["run", "p.toml", "--json"])
-        .current_dir(ws.join("study"))
-        .output()
-        .unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
-    assert_eq!(json["cached"], serde_json::json!(["a"]));
-    // --workspace still wins.
-    ws.run(&["run", "study/p.toml", "--workspace", "."])
-        .success();
     assert!(ws.join(".scalepipe").is_dir());
+    assert!(ws.join("results/p/a/a.txt").is_file());
+    assert!(!ws.join("study/.scalepipe").exists());
+    assert!(out.stderr.contains("workspace: "), "{}", out.stderr);
+    // From inside the pipeline's directory, and from an unrelated directory: the
+    // nearest `.scalepipe/` above the file, so nothing runs again.
+    let elsewhere = tempfile::tempdir().unwrap();
+    for (dir, file) in [
+        (ws.join("study"), "p.toml".to_string()),
+        (
+            elsewhere.path().to_path_buf(),
+            ws.join("study/p.toml").display().to_string(),
+        ),
+    ] {
+        let again = ws
+            .command(&["run", &file, "--json"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+        assert_eq!(json["cached"], serde_json::json!(["a"]), "from {dir:?}");
+    }
+    assert!(!elsewhere.path().join(".scalepipe").exists());
+    // A pipeline outside the current directory with no cache above it: its own
+    // directory, not the current one.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("q.toml"), text).unwrap();
+    ws.run(&["run", &other.path().join("q.toml").display().to_string()])
+        .success();
+    assert!(other.path().join(".scalepipe").is_dir());
+    assert!(other.path().join("results/p/a/a.txt").is_file());
+    // --workspace still wins.
+    ws.run(&["run", "study/p.toml", "--workspace", "study"])
+        .success();
+    assert!(ws.join("study/.scalepipe").is_dir());
 }
 
 #[test]
