@@ -11,6 +11,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
 use super::bootstrap::Interval;
+use super::diagnostics::Finding;
 use super::form::{Form, FormKind, Irreducible};
 use super::holdout::Errors;
 use super::isoflop::Isoflop;
@@ -138,6 +139,10 @@ pub struct BudgetReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens_per_param: Option<Estimate>,
     pub loss: Estimate,
+    /// Decades of compute from the largest run to `c` (negative: within the
+    /// runs); absent in files written before diagnostics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decades_beyond_runs: Option<f64>,
 }
 
 /// Derived quantities with intervals.
@@ -199,6 +204,10 @@ pub struct FitReport {
     pub bootstrap: Option<BootstrapReport>,
     pub holdout: Option<HoldoutReport>,
     pub isoflop: Option<Isoflop>,
+    /// What a reader must know before trusting the numbers (see
+    /// [`super::diagnostics`]); empty in files written before diagnostics.
+    #[serde(default)]
+    pub diagnostics: Vec<Finding>,
     /// The optimum, for predictions.
     #[serde(skip)]
     pub theta: Vec<f64>,

@@ -8,7 +8,7 @@
 
 use super::gather::{group_at_most, group_by, Gathered, RunRow};
 use super::law::{log_space, Law};
-use super::plot::{categorical, sequential, Chart, Series, Shape, DARK, GREY, HIGHLIGHT};
+use super::plot::{categorical, sequential, Chart, Mark, Series, Shape, DARK, GREY, HIGHLIGHT};
 use crate::fit::form::{FormKind, Variable};
 use crate::fit::predictions::Prediction;
 use crate::numfmt::sci;
@@ -72,6 +72,15 @@ pub fn figures(g: &Gathered, labels: &Labels) -> Vec<Figure> {
     out.extend(curves(g, labels));
     for fit in &g.fits {
         out.extend(observed_vs_predicted(labels, fit));
+    }
+    for f in &mut out {
+        let off = f.chart.off_plot_lines();
+        if !off.is_empty() {
+            f.caption.push_str(&format!(
+                " Outside the plotted range, so not drawn: {}.",
+                off.join("; ")
+            ));
+        }
     }
     out.into_iter().filter(|f| f.chart.has_data()).collect()
 }
@@ -137,11 +146,25 @@ fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
     let mut chart = Chart::new(&format!("Loss vs {name}"), &x_label, &labels.loss());
     chart.legend_title = Some(group_label);
     let ng = groups.len();
+    // Runs some fit left out (`exclude_top_loss`) are rings, not dots.
+    let excluded: Vec<&str> = g
+        .fits
+        .iter()
+        .flat_map(|f| f.doc.excluded.iter().map(|e| e.id.as_str()))
+        .collect();
+    let is_excluded = |r: &RunRow| excluded.contains(&r.id.as_str());
     for (gi, (value, members)) in groups.iter().enumerate() {
         let colour = sequential(gi, ng);
+        let point = |&i: &usize| Some((get_x(runs[i])?, runs[i].loss?));
         let pts: Vec<(f64, f64)> = members
             .iter()
-            .filter_map(|&i| Some((get_x(runs[i])?, runs[i].loss?)))
+            .filter(|&&i| !is_excluded(runs[i]))
+            .filter_map(point)
+            .collect();
+        let left_out: Vec<(f64, f64)> = members
+            .iter()
+            .filter(|&&i| is_excluded(runs[i]))
+            .filter_map(point)
             .collect();
         let other = if x == Variable::N { "D" } else { "N" };
         chart.series.push(Series::points(
@@ -150,6 +173,11 @@ fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
             Shape::Dot,
             pts,
         ));
+        if !left_out.is_empty() {
+            chart
+                .series
+                .push(Series::points(None, colour, Shape::Ring, left_out));
+        }
         if let Some((_, law)) = &chinchilla {
             let curve = grid
                 .iter()
@@ -196,12 +224,33 @@ fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
                 (v, law.predict(n, d))
             })
             .collect();
-        chart.series.push(Series::line(
-            Some(format!("{} ({})", fit.id, single.name())),
-            categorical(k + 1),
-            true,
-            curve,
-        ));
+        // A single-variable fit covers one series (the fit refuses pooled
+        // runs): draw it in that series' colour so the two read together.
+        let series = fit_group(fit, x).and_then(|value| {
+            groups
+                .iter()
+                .position(|(g, _)| (g - value).abs() <= 1e-9 * value.abs())
+                .map(|gi| (gi, value))
+        });
+        let (colour, label) = match series {
+            Some((gi, value)) => (
+                sequential(gi, ng),
+                format!(
+                    "{} ({}, {} = {})",
+                    fit.id,
+                    single.name(),
+                    if x == Variable::N { "D" } else { "N" },
+                    sci(value)
+                ),
+            ),
+            None => (
+                categorical(k + 1),
+                format!("{} ({})", fit.id, single.name()),
+            ),
+        };
+        chart
+            .series
+            .push(Series::line(Some(label), colour, true, curve));
     }
     if let Some(e) = g.reference_e {
         chart
@@ -211,12 +260,27 @@ fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
     Some(Figure {
         stem: stem.to_string(),
         caption: format!(
-            "{} against {name} (log-log); colour is the other variable, lines are the fitted laws{}.",
+            "{} against {name} (log-log); colour is the other variable{}. Solid lines are the chinchilla fit at each series' value, dashed lines single-variable fits (one per series, in its colour){}.",
             labels.loss(),
+            if excluded.is_empty() { "" } else { "; rings are runs a fit excluded" },
             if g.reference_e.is_some() { ", grey dashes the data's irreducible loss" } else { "" }
         ),
         chart,
     })
+}
+
+/// The one value of the variable a single-variable fit does not model (D
+/// for a fit against N) shared by every run it fitted, if they share one.
+fn fit_group(fit: &super::gather::FitInput, x: Variable) -> Option<f64> {
+    let mut values: Vec<f64> = fit
+        .predictions
+        .iter()
+        .filter(|p| p.role == "fit")
+        .filter_map(|p| if x == Variable::N { p.d } else { p.n })
+        .collect();
+    values.sort_by(f64::total_cmp);
+    values.dedup_by(|a, b| (*a - *b).abs() <= 1e-9 * b.abs());
+    (values.len() == 1).then(|| values[0])
 }
 
 /// Loss against compute: the runs, the lowest loss reached within each
@@ -461,21 +525,52 @@ fn curves(g: &Gathered, labels: &Labels) -> Option<Figure> {
         &format!("training loss{}", labels.unit()),
     );
     chart.legend_title = Some("N (parameters)".into());
+    // D is the line's style: solid for the smallest data size, dashed for the
+    // next, alternating, and thicker as D grows, so two runs of one size but
+    // different D never look alike.
+    let d_values = {
+        let mut ds: Vec<f64> = g
+            .curves
+            .iter()
+            .map(|c| c.d)
+            .filter(|d| d.is_finite())
+            .collect();
+        ds.sort_by(f64::total_cmp);
+        ds.dedup();
+        ds
+    };
+    let d_style = |d: f64| {
+        let rank = d_values.iter().position(|v| *v == d).unwrap_or(0);
+        (rank % 2 == 1, 1 + (rank as u32).min(3))
+    };
     for (gi, (n, members)) in groups.iter().enumerate() {
         let colour = sequential(gi, groups.len());
         for (k, &i) in members.iter().enumerate() {
             let label = (k == 0).then(|| format!("N {} {}", equals_sign(binned), sci(*n)));
-            chart.series.push(Series::line(
-                label,
-                colour,
-                false,
-                smooth(&g.curves[i].points, 60),
-            ));
+            let (dashed, width) = d_style(g.curves[i].d);
+            let mut line = Series::line(label, colour, dashed, smooth(&g.curves[i].points, 60));
+            line.mark = Mark::Line { dashed, width };
+            chart.series.push(line);
+        }
+    }
+    if d_values.len() > 1 {
+        for &d in &d_values {
+            let (dashed, width) = d_style(d);
+            let mut key = Series::line(Some(format!("D = {}", sci(d))), GREY, dashed, Vec::new());
+            key.mark = Mark::Line { dashed, width };
+            chart.series.push(key);
         }
     }
     Some(Figure {
         stem: "loss_curves".into(),
-        caption: "Training loss of every run against step (log-log; steps counted from 1), averaged in log-spaced windows; colour is model size. Runs with more data train for more steps.".into(),
+        caption: format!(
+            "Training loss of every run against step (log-log; steps counted from 1), averaged in log-spaced windows; colour is model size{}. Runs with more data train for more steps.",
+            if d_values.len() > 1 {
+                ", line style the data size D (solid and dashed alternate, thicker for larger D)"
+            } else {
+                ""
+            }
+        ),
         chart,
     })
 }

@@ -28,7 +28,10 @@ use crate::report::{document, gather, html, markdown, plot, Header};
 
 pub const KIND: Kind = Kind {
     name: "report",
-    version: 1,
+    // 2: a Diagnostics section opens the report (every fit's findings), the
+    //    allocation table says how far each budget lies beyond the runs, and
+    //    figures clip E to the plotted range.
+    version: 2,
     takes_seed: false,
     maps_inputs: false,
     inherits_inputs_of: None,

@@ -3,6 +3,7 @@
 //! workspaces through the small builder in `harness`.
 
 mod data;
+mod diagnostics;
 mod engine;
 mod fit;
 mod formats;
