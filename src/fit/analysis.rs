@@ -11,7 +11,7 @@ use super::derived::{budget_key, Derived};
 use super::diagnostics;
 use super::fit_json::{
     BootstrapReport, BudgetReport, DerivedReport, Estimate, FitReport, HoldoutReport,
-    OptimizerReport, Ordered,
+    OptimizerReport, Ordered, BAND_REPLICATES,
 };
 use super::form::{Form, Irreducible, Variable};
 use super::grid::Grid;
@@ -187,6 +187,17 @@ impl Analysis {
             holdout,
             isoflop,
             theta,
+            band_log_parameters: boot
+                .as_ref()
+                .map(|b| {
+                    b.thetas
+                        .iter()
+                        .filter(|t| t.iter().all(|v| v.is_finite()))
+                        .take(BAND_REPLICATES)
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default(),
             bootstrap_thetas: boot.map(|b| b.thetas).unwrap_or_default(),
             diagnostics: Vec::new(),
         };

@@ -22,6 +22,11 @@ use crate::json_file::{self, JsonFileError};
 /// The file name, in a fit output directory.
 pub const FILE: &str = "fit.json";
 
+/// Replicates kept for bands: enough for 2.5/97.5 percentiles that move by a
+/// few percent of the band's width, few enough to keep `fit.json` small
+/// (a 4,000-replicate bootstrap would otherwise add 20,000 numbers).
+pub const BAND_REPLICATES: usize = 100;
+
 /// A number with its bootstrap interval, when there is one.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {
@@ -208,6 +213,11 @@ pub struct FitReport {
     /// [`super::diagnostics`]); empty in files written before diagnostics.
     #[serde(default)]
     pub diagnostics: Vec<Finding>,
+    /// The log parameters of up to [`BAND_REPLICATES`] bootstrap replicates,
+    /// so readers can draw uncertainty bands around fitted curves; absent
+    /// without a bootstrap (and in files written before bands).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub band_log_parameters: Vec<Vec<f64>>,
     /// The optimum, for predictions.
     #[serde(skip)]
     pub theta: Vec<f64>,

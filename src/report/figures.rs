@@ -7,8 +7,10 @@
 //! the runs they describe.
 
 use super::gather::{group_at_most, group_by, Gathered, RunRow};
-use super::law::{log_space, Law};
-use super::plot::{categorical, sequential, Chart, Mark, Series, Shape, DARK, GREY, HIGHLIGHT};
+use super::law::{band, log_space, Band, Law};
+use super::plot::{
+    categorical, sequential, Chart, Colour, Mark, Series, Shape, DARK, GREY, HIGHLIGHT,
+};
 use crate::fit::form::{FormKind, Variable};
 use crate::fit::predictions::Prediction;
 use crate::numfmt::sci;
@@ -139,6 +141,7 @@ fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
     );
     let grid = log_space(lo / 1.3, hi * 1.3, 80);
     let chinchilla = law_of(g, FormKind::Chinchilla);
+    let chinchilla_band = replicates_of(g, FormKind::Chinchilla);
     let (name, x_label, group_label, stem) = match x {
         Variable::N => ("N", labels.n(), labels.d(), "loss_vs_n"),
         _ => ("D", labels.d(), labels.n(), "loss_vs_d"),
@@ -179,18 +182,28 @@ fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
                 .push(Series::points(None, colour, Shape::Ring, left_out));
         }
         if let Some((_, law)) = &chinchilla {
+            let at = |v: f64| {
+                if x == Variable::N {
+                    (v, *value)
+                } else {
+                    (*value, v)
+                }
+            };
             let curve = grid
                 .iter()
                 .map(|&v| {
-                    let (n, d) = if x == Variable::N {
-                        (v, *value)
-                    } else {
-                        (*value, v)
-                    };
+                    let (n, d) = at(v);
                     (v, law.predict(n, d))
                 })
                 .collect();
             chart.series.push(Series::line(None, colour, false, curve));
+            chart.series.extend(band_lines(
+                colour,
+                band(&chinchilla_band, &grid, |l, v| {
+                    let (n, d) = at(v);
+                    Some(l.predict(n, d))
+                }),
+            ));
         }
     }
     if let Some((id, _)) = &chinchilla {
@@ -260,13 +273,45 @@ fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
     Some(Figure {
         stem: stem.to_string(),
         caption: format!(
-            "{} against {name} (log-log); colour is the other variable{}. Solid lines are the chinchilla fit at each series' value, dashed lines single-variable fits (one per series, in its colour){}.",
+            "{} against {name} (log-log); colour is the other variable{}. Solid lines are the chinchilla fit at each series' value{}, dashed lines single-variable fits (one per series, in its colour){}.",
             labels.loss(),
             if excluded.is_empty() { "" } else { "; rings are runs a fit excluded" },
+            if chinchilla.is_some() && !chinchilla_band.is_empty() {
+                " (thin lines: its 95% bootstrap band)"
+            } else {
+                ""
+            },
             if g.reference_e.is_some() { ", grey dashes the data's irreducible loss" } else { "" }
         ),
         chart,
     })
+}
+
+/// The bootstrap replicates of the first fit of a form (what [`law_of`] draws).
+fn replicates_of(g: &Gathered, kind: FormKind) -> Vec<Law> {
+    g.fits
+        .iter()
+        .find(|f| Law::of(&f.doc).is_some_and(|l| l.kind() == kind))
+        .map(|f| Law::replicates(&f.doc))
+        .unwrap_or_default()
+}
+
+/// A band's two bounds as thin unlabelled lines in the curve's colour.
+fn band_lines(colour: Colour, band: Option<Band>) -> Vec<Series> {
+    let Some((lo, hi)) = band else {
+        return Vec::new();
+    };
+    [lo, hi]
+        .into_iter()
+        .map(|pts| {
+            let mut line = Series::line(None, colour, false, pts);
+            line.mark = Mark::Line {
+                dashed: false,
+                width: 1,
+            };
+            line
+        })
+        .collect()
 }
 
 /// The one value of the variable a single-variable fit does not model (D
@@ -340,6 +385,7 @@ fn loss_vs_c(g: &Gathered, labels: &Labels) -> Option<Figure> {
         cs.iter().copied().fold(0.0, f64::max),
     );
     let mut fitted_e = None;
+    let mut banded = false;
     for (k, fit) in g.fits.iter().enumerate() {
         let Some(law) = Law::of(&fit.doc) else {
             continue;
@@ -353,6 +399,12 @@ fn loss_vs_c(g: &Gathered, labels: &Labels) -> Option<Figure> {
                     .iter()
                     .filter_map(|&c| law.optimum(c).map(|(_, _, l)| (c, l)))
                     .collect();
+                let replicates = Law::replicates(&fit.doc);
+                chart.series.extend(band_lines(
+                    DARK,
+                    band(&replicates, &grid, |l, c| l.optimum(c).map(|(_, _, l)| l)),
+                ));
+                banded |= !replicates.is_empty();
                 chart.series.push(Series::line(
                     Some(format!("compute-optimal frontier ({})", fit.id)),
                     DARK,
@@ -404,7 +456,10 @@ fn loss_vs_c(g: &Gathered, labels: &Labels) -> Option<Figure> {
     }
     Some(Figure {
         stem: "loss_vs_c".into(),
-        caption: "Loss against training compute. The solid dark line is the fitted compute-optimal frontier (the best N and D = C/6N at each C), triangles the optima at the requested budgets, dashes the fitted irreducible loss E it approaches.".into(),
+        caption: format!(
+            "Loss against training compute. The solid dark line is the fitted compute-optimal frontier (the best N and D = C/6N at each C){}, triangles the optima at the requested budgets, dashes the fitted irreducible loss E it approaches.",
+            if banded { ", the thin dark lines its 95% bootstrap band" } else { "" }
+        ),
         chart,
     })
 }

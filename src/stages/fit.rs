@@ -45,7 +45,8 @@ use crate::train::metrics;
 pub const KIND: Kind = Kind {
     name: "fit",
     // 2: `summary.md` formats numbers with the report's rules.
-    // 3: `fit.json` gains `diagnostics` and each budget's `decades_beyond_runs`;
+    // 3: `fit.json` gains `diagnostics`, each budget's `decades_beyond_runs`
+    //    and up to 100 bootstrap replicates' log parameters (for bands);
     //    `summary.md` opens with the diagnostics; power_n/power_d refuse runs
     //    pooled over several D/N.
     version: 3,

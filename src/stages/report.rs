@@ -30,7 +30,8 @@ pub const KIND: Kind = Kind {
     name: "report",
     // 2: a Diagnostics section opens the report (every fit's findings), the
     //    allocation table says how far each budget lies beyond the runs, and
-    //    figures clip E to the plotted range.
+    //    figures keep far-off asymptotes off the axes, draw bootstrap bands,
+    //    mark excluded runs and style training curves by D.
     version: 2,
     takes_seed: false,
     maps_inputs: false,

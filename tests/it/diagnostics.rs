@@ -9,6 +9,8 @@ use scalepipe::fit::diagnostics::{Code, Severity};
 use scalepipe::fit::optimize::Settings;
 use scalepipe::fit::{FitReport, Form, FormKind, Grid, Irreducible, Observation};
 
+use scalepipe::report::law::{band, Law};
+
 use super::harness::Workspace;
 
 fn analysis(form: Form) -> Analysis {
@@ -204,6 +206,19 @@ fn a_clean_synthetic_fit_has_no_findings() {
     assert!(report.diagnostics.is_empty(), "{:#?}", report.diagnostics);
     let summary = scalepipe::fit::summary::summary(&report);
     assert!(summary.starts_with("Diagnostics: none"), "{summary}");
+
+    // The replicates kept for bands: every one (50 < 100), and the band they
+    // give at the largest run brackets the fitted law there.
+    assert_eq!(report.band_log_parameters.len(), 50);
+    let replicates = Law::replicates(&report);
+    assert_eq!(replicates.len(), 50);
+    let fitted = Law::of(&report).unwrap();
+    let (n, d) = (1e10, 1e12);
+    let (lo, hi) = band(&replicates, &[n], |l, n| Some(l.predict(n, d))).unwrap();
+    let at = fitted.predict(n, d);
+    assert!(lo[0].1 < at && at < hi[0].1, "{lo:?} {at} {hi:?}");
+    // Narrow on clean data: within 1% of the fitted loss.
+    assert!(hi[0].1 / lo[0].1 < 1.01, "{lo:?} {hi:?}");
 }
 
 /// `power_n` over runs at two data sizes would draw one curve between two
