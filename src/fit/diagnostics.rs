@@ -361,10 +361,14 @@ fn wide_intervals(form: &Form, report: &FitReport) -> Vec<Finding> {
                 num(lo),
                 num(hi)
             ),
-            format!(
-                "add runs along the axis {name} describes{}, or fit a simpler form; until then, do not quote {name}.",
-                or_fix_e(form)
-            ),
+            if name == "E" {
+                "add runs closer to the loss floor (larger N and D), or fix E to a known value; until then, do not quote E.".to_string()
+            } else {
+                format!(
+                    "add runs along the axis {name} describes{}, or fit a simpler form; until then, do not quote {name}.",
+                    or_fix_e(form)
+                )
+            },
         ));
     }
     out
