@@ -1,22 +1,25 @@
 //! One complete fit: the multistart optimum, bootstrap intervals, derived
-//! quantities, the extrapolation check and the IsoFLOP cross-check, gathered into
-//! the [`FitReport`] that becomes `fit.json`.
+//! quantities, the extrapolation check, the IsoFLOP cross-check and the
+//! diagnostics that judge them, gathered into the [`FitReport`] that becomes
+//! `fit.json`.
 //!
 //! It works on runs already selected and does no I/O, so tests drive it directly;
 //! the `fit` stage reads tables, calls it and writes the files.
 
 use super::bootstrap::{self, Bootstrap, BootstrapSettings, Interval};
 use super::derived::{budget_key, Derived};
+use super::diagnostics;
 use super::fit_json::{
     BootstrapReport, BudgetReport, DerivedReport, Estimate, FitReport, HoldoutReport,
-    OptimizerReport, Ordered,
+    OptimizerReport, Ordered, BAND_REPLICATES,
 };
-use super::form::{Form, Irreducible};
+use super::form::{Form, Irreducible, Variable};
 use super::grid::Grid;
 use super::holdout::{self, Holdout};
 use super::isoflop::{self, IsoflopSettings};
 use super::objective::{Objective, Observation, Points};
 use super::optimize::{self, Cancelled, Multistart, Settings};
+use crate::numfmt::sci;
 
 /// What to fit and what to compute around the fit.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +52,15 @@ pub enum AnalysisError {
         have: usize,
         need: usize,
         form: &'static str,
+    },
+    /// `power_n` (`power_d`) on runs with several D (N): one curve through
+    /// every series would run between them and describe none.
+    #[error("the {form} form fits loss against {modelled} alone, but the runs have {} distinct values of {other} ({}): one curve through them would run between the series. Give each {other} its own fit (add the stage that sets {other} to `inputs` and to `foreach`, e.g. `inputs = [\"data\", \"eval\"]`, `foreach = [\"data\"]`), or fit `chinchilla`, which models N and D together", groups.len(), groups.join(", "))]
+    PooledGroups {
+        form: &'static str,
+        modelled: &'static str,
+        other: &'static str,
+        groups: Vec<String>,
     },
     #[error("interrupted")]
     Cancelled,
@@ -89,6 +101,14 @@ impl Analysis {
                 have: runs.len(),
                 need,
                 form: self.form.kind.name(),
+            });
+        }
+        if let Some((other, values)) = diagnostics::pooled_groups(&self.form, runs) {
+            return Err(AnalysisError::PooledGroups {
+                form: self.form.kind.name(),
+                modelled: if other == Variable::D { "N" } else { "D" },
+                other: if other == Variable::D { "D" } else { "N" },
+                groups: values.iter().map(|v| sci(*v)).collect(),
             });
         }
         let points = Points::new(&self.form, runs);
@@ -132,7 +152,7 @@ impl Analysis {
                 .map(|(n, v)| (n.to_string(), *v))
                 .collect(),
         );
-        let derived = self.derived_report(&theta, boot.as_ref());
+        let derived = self.derived_report(&theta, boot.as_ref(), runs);
 
         let holdout = match &self.holdout {
             Some(rule) => Some(self.holdout(rule, ids, runs, &starts, hooks)?),
@@ -143,7 +163,7 @@ impl Analysis {
             .as_ref()
             .map(|settings| isoflop::isoflop(runs, settings));
 
-        Ok(FitReport {
+        let mut report = FitReport {
             form: self.form.kind,
             formula: formula(&self.form),
             e: match self.form.irreducible {
@@ -167,8 +187,22 @@ impl Analysis {
             holdout,
             isoflop,
             theta,
+            band_log_parameters: boot
+                .as_ref()
+                .map(|b| {
+                    b.thetas
+                        .iter()
+                        .filter(|t| t.iter().all(|v| v.is_finite()))
+                        .take(BAND_REPLICATES)
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default(),
             bootstrap_thetas: boot.map(|b| b.thetas).unwrap_or_default(),
-        })
+            diagnostics: Vec::new(),
+        };
+        report.diagnostics = diagnostics::diagnose(&self.form, runs, &report, None);
+        Ok(report)
     }
 
     fn multistart(
@@ -189,8 +223,14 @@ impl Analysis {
         )
     }
 
-    fn derived_report(&self, theta: &[f64], boot: Option<&Bootstrap>) -> DerivedReport {
+    fn derived_report(
+        &self,
+        theta: &[f64],
+        boot: Option<&Bootstrap>,
+        runs: &[Observation],
+    ) -> DerivedReport {
         let d = Derived::compute(&self.form, theta, &self.budgets);
+        let largest = diagnostics::largest_compute(runs);
         let est = |name: String, v: f64| Estimate::new(v, interval(boot, &name));
         DerivedReport {
             a: d.a.map(|v| est("a".into(), v)),
@@ -208,6 +248,8 @@ impl Analysis {
                             .tokens_per_param
                             .map(|v| est(format!("tokens_per_param@{key}"), v)),
                         loss: est(format!("loss@{key}"), b.loss),
+                        decades_beyond_runs: largest
+                            .map(|top| diagnostics::decades_beyond(b.c, top)),
                     }
                 })
                 .collect(),

@@ -11,6 +11,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
 use super::bootstrap::Interval;
+use super::diagnostics::Finding;
 use super::form::{Form, FormKind, Irreducible};
 use super::holdout::Errors;
 use super::isoflop::Isoflop;
@@ -20,6 +21,11 @@ use crate::json_file::{self, JsonFileError};
 
 /// The file name, in a fit output directory.
 pub const FILE: &str = "fit.json";
+
+/// Replicates kept for bands: enough for 2.5/97.5 percentiles that move by a
+/// few percent of the band's width, few enough to keep `fit.json` small
+/// (a 4,000-replicate bootstrap would otherwise add 20,000 numbers).
+pub const BAND_REPLICATES: usize = 100;
 
 /// A number with its bootstrap interval, when there is one.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -138,6 +144,10 @@ pub struct BudgetReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens_per_param: Option<Estimate>,
     pub loss: Estimate,
+    /// Decades of compute from the largest run to `c` (negative: within the
+    /// runs); absent in files written before diagnostics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decades_beyond_runs: Option<f64>,
 }
 
 /// Derived quantities with intervals.
@@ -199,6 +209,15 @@ pub struct FitReport {
     pub bootstrap: Option<BootstrapReport>,
     pub holdout: Option<HoldoutReport>,
     pub isoflop: Option<Isoflop>,
+    /// What a reader must know before trusting the numbers (see
+    /// [`super::diagnostics`]); empty in files written before diagnostics.
+    #[serde(default)]
+    pub diagnostics: Vec<Finding>,
+    /// The log parameters of up to [`BAND_REPLICATES`] bootstrap replicates,
+    /// so readers can draw uncertainty bands around fitted curves; absent
+    /// without a bootstrap (and in files written before bands).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub band_log_parameters: Vec<Vec<f64>>,
     /// The optimum, for predictions.
     #[serde(skip)]
     pub theta: Vec<f64>,

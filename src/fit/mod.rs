@@ -10,7 +10,8 @@
 //!
 //! Data flow: [`table`] gathers runs (Polars) -> [`table::select`] picks the usable
 //! ones -> [`analysis::Analysis::run`] fits ([`objective`], [`optimize`],
-//! [`bootstrap`], [`derived`], [`holdout`], [`isoflop`]) -> [`FitReport`]
+//! [`bootstrap`], [`derived`], [`holdout`], [`isoflop`], then [`diagnostics`]
+//! judges the result) -> [`FitReport`]
 //! ([`fit_json`], `fit.json`), [`predictions`] (`predictions.parquet`) and
 //! [`summary`] (`summary.md`), each file with its one owner module. The `fit`
 //! stage (`crate::stages::fit`) is the glue that reads parameters and calls
@@ -19,6 +20,7 @@
 pub mod analysis;
 pub mod bootstrap;
 pub mod derived;
+pub mod diagnostics;
 mod fastmath;
 pub mod fit_json;
 pub mod form;
@@ -32,6 +34,7 @@ pub mod summary;
 pub mod table;
 
 pub use analysis::{Analysis, AnalysisError, Hooks};
+pub use diagnostics::{Finding, Severity};
 pub use fit_json::{Estimate, FitReport};
 pub use form::{Form, FormKind, Irreducible, Variable};
 pub use grid::Grid;

@@ -1,10 +1,13 @@
-//! The one-paragraph human summary of a fit (`summary.md`): what was fitted to
-//! what, the parameters with their intervals, the compute-optimal allocation and
-//! how well the law extrapolated.
+//! The human summary of a fit (`summary.md`): first the diagnostics (what a
+//! reader must know before trusting the numbers), then one paragraph of what
+//! was fitted to what, the parameters with their intervals, the compute-optimal
+//! allocation (with how far each budget lies beyond the runs) and how well the
+//! law extrapolated.
 
 use std::fmt::Write;
 
-use super::fit_json::{Estimate, FitReport};
+use super::diagnostics::{decades_text, Finding};
+use super::fit_json::{BudgetReport, Estimate, FitReport};
 use crate::numfmt::num;
 
 fn est(e: &Estimate) -> String {
@@ -14,7 +17,28 @@ fn est(e: &Estimate) -> String {
     }
 }
 
-/// Renders the paragraph (Markdown, ending with a newline).
+/// The diagnostics block: one bullet per finding, or a line saying there are none.
+pub fn diagnostics(findings: &[Finding]) -> String {
+    if findings.is_empty() {
+        return "Diagnostics: none (converged, parameters within bounds, identifiable, budgets within a decade of the runs).\n".to_string();
+    }
+    let mut s = format!("Diagnostics ({}):\n\n", findings.len());
+    for f in findings {
+        let _ = writeln!(s, "- **{}**", f.line());
+    }
+    s
+}
+
+/// `" (3.1 decades beyond the largest run)"`, when the budget lies beyond.
+fn beyond(b: &BudgetReport) -> String {
+    match b.decades_beyond_runs {
+        Some(d) if d > 0.0 => format!(" ({} beyond the largest run)", decades_text(d)),
+        _ => String::new(),
+    }
+}
+
+/// Renders the summary (Markdown, ending with a newline): the diagnostics,
+/// a blank line, then the paragraph.
 pub fn summary(r: &FitReport) -> String {
     let mut s = String::new();
     let _ = write!(
@@ -64,9 +88,10 @@ pub fn summary(r: &FitReport) -> String {
             (Some(n), Some(d), Some(t)) => {
                 let _ = write!(
                     s,
-                    "At C = {} FLOPs: N_opt = {}, D_opt = {} ({} tokens per parameter), \
+                    "At C = {} FLOPs{}: N_opt = {}, D_opt = {} ({} tokens per parameter), \
                      predicted loss {}. ",
                     num(budget.c),
+                    beyond(budget),
                     est(n),
                     est(d),
                     est(t),
@@ -76,8 +101,9 @@ pub fn summary(r: &FitReport) -> String {
             _ => {
                 let _ = write!(
                     s,
-                    "At C = {} FLOPs the predicted loss is {}. ",
+                    "At C = {} FLOPs{} the predicted loss is {}. ",
                     num(budget.c),
+                    beyond(budget),
                     est(&budget.loss)
                 );
             }
@@ -116,7 +142,9 @@ pub fn summary(r: &FitReport) -> String {
             }
         }
     }
-    let mut out = s.trim_end().to_string();
+    let mut out = diagnostics(&r.diagnostics);
+    out.push('\n');
+    out.push_str(s.trim_end());
     out.push('\n');
     out
 }

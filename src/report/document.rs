@@ -8,6 +8,7 @@
 
 use super::figures::Figure;
 use super::gather::{FitInput, Gathered, RunSource};
+use crate::fit::diagnostics::{decades_text, e_below_reference, Code, MAX_EXTRAPOLATION_DECADES};
 use crate::fit::fit_json::{Estimate, FitReport, HoldoutReport};
 use crate::fit::isoflop::Isoflop;
 use crate::numfmt::{duration, num, percent, sci, sig};
@@ -118,6 +119,10 @@ pub fn build(g: &Gathered, header: &Header, figures: &[(Figure, String)]) -> Doc
         }
     ));
 
+    doc.h(2, "Diagnostics");
+    doc.p("What to know before trusting each fit's numbers: the optimiser's convergence, parameters at their bounds, parameters the data cannot pin down, and extrapolation beyond the runs.");
+    doc.blocks.push(Block::List(diagnostics(g, header)));
+
     let findings = findings(g, header);
     if !findings.is_empty() {
         doc.h(2, "Summary");
@@ -203,6 +208,37 @@ pub fn build(g: &Gathered, header: &Header, figures: &[(Figure, String)]) -> Doc
     }
     doc.blocks.push(Block::Code(code));
     doc
+}
+
+/// Each fit's diagnostics from `fit.json`, plus the comparison with the
+/// report's reference E when the fit could not make it; a fit without findings
+/// says so, so a reader never mistakes silence for a missing check.
+fn diagnostics(g: &Gathered, header: &Header) -> Vec<String> {
+    let mut out = Vec::new();
+    for fit in &g.fits {
+        let mut found = fit.doc.diagnostics.clone();
+        let has_reference_check = found.iter().any(|f| f.code == Code::EBelowReference);
+        if let (Some(truth), false) = (header.reference_e, has_reference_check) {
+            found.extend(e_below_reference(&fit.doc, truth));
+        }
+        if found.is_empty() {
+            out.push(format!("`{}`: no findings.", fit.id));
+        }
+        for f in &found {
+            out.push(format!(
+                "`{}`: {} ({}): {} Fix: {}",
+                fit.id,
+                f.severity.name().to_uppercase(),
+                f.code.name(),
+                f.message,
+                f.fix
+            ));
+        }
+    }
+    if out.is_empty() {
+        out.push("No fits.".into());
+    }
+    out
 }
 
 /// The headline numbers, one line each.
@@ -357,6 +393,13 @@ fn allocation(doc: &mut Doc, d: &FitReport) {
         .map(|b| {
             vec![
                 sci(b.c),
+                match b.decades_beyond_runs {
+                    Some(d) if d > MAX_EXTRAPOLATION_DECADES => {
+                        format!("{} (extrapolated)", decades_text(d))
+                    }
+                    Some(d) => decades_text(d),
+                    None => "n/a".into(),
+                },
                 b.n_opt
                     .as_ref()
                     .map(|e| with_ci(e, sci))
@@ -374,7 +417,14 @@ fn allocation(doc: &mut Doc, d: &FitReport) {
         })
         .collect();
     doc.table(
-        &["C (FLOPs)", "N_opt", "D_opt", "D/N", "predicted loss"],
+        &[
+            "C (FLOPs)",
+            "beyond the largest run",
+            "N_opt",
+            "D_opt",
+            "D/N",
+            "predicted loss",
+        ],
         rows,
     );
 }

@@ -7,8 +7,10 @@
 //! the runs they describe.
 
 use super::gather::{group_at_most, group_by, Gathered, RunRow};
-use super::law::{log_space, Law};
-use super::plot::{categorical, sequential, Chart, Series, Shape, DARK, GREY, HIGHLIGHT};
+use super::law::{band, log_space, Band, Law};
+use super::plot::{
+    categorical, sequential, Chart, Colour, Mark, Series, Shape, DARK, GREY, HIGHLIGHT,
+};
 use crate::fit::form::{FormKind, Variable};
 use crate::fit::predictions::Prediction;
 use crate::numfmt::sci;
@@ -73,6 +75,15 @@ pub fn figures(g: &Gathered, labels: &Labels) -> Vec<Figure> {
     for fit in &g.fits {
         out.extend(observed_vs_predicted(labels, fit));
     }
+    for f in &mut out {
+        let off = f.chart.off_plot_lines();
+        if !off.is_empty() {
+            f.caption.push_str(&format!(
+                " Outside the plotted range, so not drawn: {}.",
+                off.join("; ")
+            ));
+        }
+    }
     out.into_iter().filter(|f| f.chart.has_data()).collect()
 }
 
@@ -130,6 +141,7 @@ fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
     );
     let grid = log_space(lo / 1.3, hi * 1.3, 80);
     let chinchilla = law_of(g, FormKind::Chinchilla);
+    let chinchilla_band = replicates_of(g, FormKind::Chinchilla);
     let (name, x_label, group_label, stem) = match x {
         Variable::N => ("N", labels.n(), labels.d(), "loss_vs_n"),
         _ => ("D", labels.d(), labels.n(), "loss_vs_d"),
@@ -137,11 +149,25 @@ fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
     let mut chart = Chart::new(&format!("Loss vs {name}"), &x_label, &labels.loss());
     chart.legend_title = Some(group_label);
     let ng = groups.len();
+    // Runs some fit left out (`exclude_top_loss`) are rings, not dots.
+    let excluded: Vec<&str> = g
+        .fits
+        .iter()
+        .flat_map(|f| f.doc.excluded.iter().map(|e| e.id.as_str()))
+        .collect();
+    let is_excluded = |r: &RunRow| excluded.contains(&r.id.as_str());
     for (gi, (value, members)) in groups.iter().enumerate() {
         let colour = sequential(gi, ng);
+        let point = |&i: &usize| Some((get_x(runs[i])?, runs[i].loss?));
         let pts: Vec<(f64, f64)> = members
             .iter()
-            .filter_map(|&i| Some((get_x(runs[i])?, runs[i].loss?)))
+            .filter(|&&i| !is_excluded(runs[i]))
+            .filter_map(point)
+            .collect();
+        let left_out: Vec<(f64, f64)> = members
+            .iter()
+            .filter(|&&i| is_excluded(runs[i]))
+            .filter_map(point)
             .collect();
         let other = if x == Variable::N { "D" } else { "N" };
         chart.series.push(Series::points(
@@ -150,19 +176,34 @@ fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
             Shape::Dot,
             pts,
         ));
+        if !left_out.is_empty() {
+            chart
+                .series
+                .push(Series::points(None, colour, Shape::Ring, left_out));
+        }
         if let Some((_, law)) = &chinchilla {
+            let at = |v: f64| {
+                if x == Variable::N {
+                    (v, *value)
+                } else {
+                    (*value, v)
+                }
+            };
             let curve = grid
                 .iter()
                 .map(|&v| {
-                    let (n, d) = if x == Variable::N {
-                        (v, *value)
-                    } else {
-                        (*value, v)
-                    };
+                    let (n, d) = at(v);
                     (v, law.predict(n, d))
                 })
                 .collect();
             chart.series.push(Series::line(None, colour, false, curve));
+            chart.series.extend(band_lines(
+                colour,
+                band(&chinchilla_band, &grid, |l, v| {
+                    let (n, d) = at(v);
+                    Some(l.predict(n, d))
+                }),
+            ));
         }
     }
     if let Some((id, _)) = &chinchilla {
@@ -196,12 +237,33 @@ fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
                 (v, law.predict(n, d))
             })
             .collect();
-        chart.series.push(Series::line(
-            Some(format!("{} ({})", fit.id, single.name())),
-            categorical(k + 1),
-            true,
-            curve,
-        ));
+        // A single-variable fit covers one series (the fit refuses pooled
+        // runs): draw it in that series' colour so the two read together.
+        let series = fit_group(fit, x).and_then(|value| {
+            groups
+                .iter()
+                .position(|(g, _)| (g - value).abs() <= 1e-9 * value.abs())
+                .map(|gi| (gi, value))
+        });
+        let (colour, label) = match series {
+            Some((gi, value)) => (
+                sequential(gi, ng),
+                format!(
+                    "{} ({}, {} = {})",
+                    fit.id,
+                    single.name(),
+                    if x == Variable::N { "D" } else { "N" },
+                    sci(value)
+                ),
+            ),
+            None => (
+                categorical(k + 1),
+                format!("{} ({})", fit.id, single.name()),
+            ),
+        };
+        chart
+            .series
+            .push(Series::line(Some(label), colour, true, curve));
     }
     if let Some(e) = g.reference_e {
         chart
@@ -211,12 +273,59 @@ fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
     Some(Figure {
         stem: stem.to_string(),
         caption: format!(
-            "{} against {name} (log-log); colour is the other variable, lines are the fitted laws{}.",
+            "{} against {name} (log-log); colour is the other variable{}. Solid lines are the chinchilla fit at each series' value{}, dashed lines single-variable fits (one per series, in its colour){}.",
             labels.loss(),
+            if excluded.is_empty() { "" } else { "; rings are runs a fit excluded" },
+            if chinchilla.is_some() && !chinchilla_band.is_empty() {
+                " (thin lines: its 95% bootstrap band)"
+            } else {
+                ""
+            },
             if g.reference_e.is_some() { ", grey dashes the data's irreducible loss" } else { "" }
         ),
         chart,
     })
+}
+
+/// The bootstrap replicates of the first fit of a form (what [`law_of`] draws).
+fn replicates_of(g: &Gathered, kind: FormKind) -> Vec<Law> {
+    g.fits
+        .iter()
+        .find(|f| Law::of(&f.doc).is_some_and(|l| l.kind() == kind))
+        .map(|f| Law::replicates(&f.doc))
+        .unwrap_or_default()
+}
+
+/// A band's two bounds as thin unlabelled lines in the curve's colour.
+fn band_lines(colour: Colour, band: Option<Band>) -> Vec<Series> {
+    let Some((lo, hi)) = band else {
+        return Vec::new();
+    };
+    [lo, hi]
+        .into_iter()
+        .map(|pts| {
+            let mut line = Series::line(None, colour, false, pts);
+            line.mark = Mark::Line {
+                dashed: false,
+                width: 1,
+            };
+            line
+        })
+        .collect()
+}
+
+/// The one value of the variable a single-variable fit does not model (D
+/// for a fit against N) shared by every run it fitted, if they share one.
+fn fit_group(fit: &super::gather::FitInput, x: Variable) -> Option<f64> {
+    let mut values: Vec<f64> = fit
+        .predictions
+        .iter()
+        .filter(|p| p.role == "fit")
+        .filter_map(|p| if x == Variable::N { p.d } else { p.n })
+        .collect();
+    values.sort_by(f64::total_cmp);
+    values.dedup_by(|a, b| (*a - *b).abs() <= 1e-9 * b.abs());
+    (values.len() == 1).then(|| values[0])
 }
 
 /// Loss against compute: the runs, the lowest loss reached within each
@@ -276,6 +385,7 @@ fn loss_vs_c(g: &Gathered, labels: &Labels) -> Option<Figure> {
         cs.iter().copied().fold(0.0, f64::max),
     );
     let mut fitted_e = None;
+    let mut banded = false;
     for (k, fit) in g.fits.iter().enumerate() {
         let Some(law) = Law::of(&fit.doc) else {
             continue;
@@ -289,6 +399,12 @@ fn loss_vs_c(g: &Gathered, labels: &Labels) -> Option<Figure> {
                     .iter()
                     .filter_map(|&c| law.optimum(c).map(|(_, _, l)| (c, l)))
                     .collect();
+                let replicates = Law::replicates(&fit.doc);
+                chart.series.extend(band_lines(
+                    DARK,
+                    band(&replicates, &grid, |l, c| l.optimum(c).map(|(_, _, l)| l)),
+                ));
+                banded |= !replicates.is_empty();
                 chart.series.push(Series::line(
                     Some(format!("compute-optimal frontier ({})", fit.id)),
                     DARK,
@@ -340,7 +456,10 @@ fn loss_vs_c(g: &Gathered, labels: &Labels) -> Option<Figure> {
     }
     Some(Figure {
         stem: "loss_vs_c".into(),
-        caption: "Loss against training compute. The solid dark line is the fitted compute-optimal frontier (the best N and D = C/6N at each C), triangles the optima at the requested budgets, dashes the fitted irreducible loss E it approaches.".into(),
+        caption: format!(
+            "Loss against training compute. The solid dark line is the fitted compute-optimal frontier (the best N and D = C/6N at each C){}, triangles the optima at the requested budgets, dashes the fitted irreducible loss E it approaches.",
+            if banded { ", the thin dark lines its 95% bootstrap band" } else { "" }
+        ),
         chart,
     })
 }
@@ -461,21 +580,52 @@ fn curves(g: &Gathered, labels: &Labels) -> Option<Figure> {
         &format!("training loss{}", labels.unit()),
     );
     chart.legend_title = Some("N (parameters)".into());
+    // D is the line's style: solid for the smallest data size, dashed for the
+    // next, alternating, and thicker as D grows, so two runs of one size but
+    // different D never look alike.
+    let d_values = {
+        let mut ds: Vec<f64> = g
+            .curves
+            .iter()
+            .map(|c| c.d)
+            .filter(|d| d.is_finite())
+            .collect();
+        ds.sort_by(f64::total_cmp);
+        ds.dedup();
+        ds
+    };
+    let d_style = |d: f64| {
+        let rank = d_values.iter().position(|v| *v == d).unwrap_or(0);
+        (rank % 2 == 1, 1 + (rank as u32).min(3))
+    };
     for (gi, (n, members)) in groups.iter().enumerate() {
         let colour = sequential(gi, groups.len());
         for (k, &i) in members.iter().enumerate() {
             let label = (k == 0).then(|| format!("N {} {}", equals_sign(binned), sci(*n)));
-            chart.series.push(Series::line(
-                label,
-                colour,
-                false,
-                smooth(&g.curves[i].points, 60),
-            ));
+            let (dashed, width) = d_style(g.curves[i].d);
+            let mut line = Series::line(label, colour, dashed, smooth(&g.curves[i].points, 60));
+            line.mark = Mark::Line { dashed, width };
+            chart.series.push(line);
+        }
+    }
+    if d_values.len() > 1 {
+        for &d in &d_values {
+            let (dashed, width) = d_style(d);
+            let mut key = Series::line(Some(format!("D = {}", sci(d))), GREY, dashed, Vec::new());
+            key.mark = Mark::Line { dashed, width };
+            chart.series.push(key);
         }
     }
     Some(Figure {
         stem: "loss_curves".into(),
-        caption: "Training loss of every run against step (log-log; steps counted from 1), averaged in log-spaced windows; colour is model size. Runs with more data train for more steps.".into(),
+        caption: format!(
+            "Training loss of every run against step (log-log; steps counted from 1), averaged in log-spaced windows; colour is model size{}. Runs with more data train for more steps.",
+            if d_values.len() > 1 {
+                ", line style the data size D (solid and dashed alternate, thicker for larger D)"
+            } else {
+                ""
+            }
+        ),
         chart,
     })
 }

@@ -2,6 +2,7 @@
 //! and the compute-optimal frontier, computed by the fit module's own [`Form`]
 //! and [`Derived`] so the report draws exactly what the fit reported.
 
+use crate::fit::bootstrap::percentile;
 use crate::fit::derived::Derived;
 use crate::fit::fit_json::FitReport;
 use crate::fit::form::{Form, FormKind, Variable};
@@ -22,6 +23,19 @@ impl Law {
     pub fn of(fit: &FitReport) -> Option<Law> {
         let (form, theta) = fit.fitted()?;
         Some(Law::new(form, theta))
+    }
+
+    /// The laws of the bootstrap replicates a fit kept for bands (none
+    /// without a bootstrap).
+    pub fn replicates(fit: &FitReport) -> Vec<Law> {
+        let Some((form, _)) = fit.fitted() else {
+            return Vec::new();
+        };
+        fit.band_log_parameters
+            .iter()
+            .filter(|t| t.len() == form.dim())
+            .map(|t| Law::new(form, t.clone()))
+            .collect()
     }
 
     pub fn form(&self) -> &Form {
@@ -67,6 +81,33 @@ impl Law {
             .map(|(_, v)| v)
             .unwrap_or(f64::NAN)
     }
+}
+
+/// A band's lower and upper bounds, each a curve of `(x, y)`.
+pub type Band = (Vec<(f64, f64)>, Vec<(f64, f64)>);
+
+/// The 95% band (2.5th and 97.5th percentiles) of `value` over `laws` at
+/// each x of `grid`, as two curves; None with fewer than 20 laws, too few for
+/// those percentiles.
+pub fn band(laws: &[Law], grid: &[f64], value: impl Fn(&Law, f64) -> Option<f64>) -> Option<Band> {
+    if laws.len() < 20 {
+        return None;
+    }
+    let (mut lo, mut hi) = (Vec::new(), Vec::new());
+    for &x in grid {
+        let mut ys: Vec<f64> = laws
+            .iter()
+            .filter_map(|l| value(l, x))
+            .filter(|y| y.is_finite())
+            .collect();
+        if ys.len() < 20 {
+            continue;
+        }
+        ys.sort_by(f64::total_cmp);
+        lo.push((x, percentile(&ys, 0.025)));
+        hi.push((x, percentile(&ys, 0.975)));
+    }
+    Some((lo, hi))
 }
 
 /// `count` points spaced evenly in log space over `[lo, hi]`.

@@ -54,6 +54,10 @@ pub const DARK: Colour = RGBColor(40, 40, 40);
 pub const HIGHLIGHT: Colour = RGBColor(214, 39, 40);
 
 /// The `i`-th categorical colour.
+/// How far (a factor) asymptotes and curves may stretch the y axis beyond the
+/// measured points.
+pub const MAX_STRETCH: f64 = 10.0;
+
 pub fn categorical(i: usize) -> Colour {
     CATEGORICAL[i % CATEGORICAL.len()]
 }
@@ -180,22 +184,34 @@ impl Chart {
 
     /// The padded data range of each axis, in data units. Point series set the
     /// range; lines are clipped to it, so a fitted curve extrapolated far out does
-    /// not squash the data, while horizontal lines (E) extend the y range.
+    /// not squash the data. Horizontal lines (E) and curves within the points'
+    /// x range extend the y range, but only up to [`MAX_STRETCH`] beyond the
+    /// points: a degenerate fit's E of 1e-68 must not flatten the data into a
+    /// line (it is left off the plot and named by [`Chart::off_plot_lines`]).
     pub fn ranges(&self) -> ((f64, f64), (f64, f64)) {
         let mut xs = Vec::new();
         let mut ys = Vec::new();
         for s in &self.series {
-            match s.mark {
-                Mark::Points { .. } => {
-                    for &(x, y) in s.points.iter().filter(|p| usable(**p)) {
-                        xs.push(x);
-                        ys.push(y);
-                    }
+            if let Mark::Points { .. } = s.mark {
+                for &(x, y) in s.points.iter().filter(|p| usable(**p)) {
+                    xs.push(x);
+                    ys.push(y);
                 }
-                Mark::HLine { .. } => ys.extend(s.points.iter().map(|p| p.1).filter(|y| *y > 0.0)),
-                Mark::Line { .. } | Mark::Diagonal => {}
             }
         }
+        let near = match (min(&ys), max(&ys)) {
+            (Some(lo), Some(hi)) => (lo / MAX_STRETCH, hi * MAX_STRETCH),
+            _ => (0.0, f64::INFINITY),
+        };
+        let within = |y: f64| y > 0.0 && y >= near.0 && y <= near.1;
+        let hlines: Vec<f64> = self
+            .series
+            .iter()
+            .filter(|s| matches!(s.mark, Mark::HLine { .. }))
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .filter(|y| within(*y))
+            .collect();
+        ys.extend(hlines);
         // A chart of lines only (training curves) is ranged by its lines.
         if xs.is_empty() {
             for s in self
@@ -217,7 +233,8 @@ impl Chart {
                         s.points
                             .iter()
                             .filter(|p| usable(**p) && p.0 >= xlo && p.0 <= xhi)
-                            .map(|p| p.1),
+                            .map(|p| p.1)
+                            .filter(|y| within(*y)),
                     );
                 }
             }
@@ -228,6 +245,26 @@ impl Chart {
             return (r, r);
         }
         (padded(min(&xs), max(&xs)), padded(min(&ys), max(&ys)))
+    }
+
+    /// Labels of the horizontal lines outside the plotted y range, each
+    /// marked as such in the legend; the caller says so in the caption.
+    pub fn off_plot_lines(&mut self) -> Vec<String> {
+        let (_, (y0, y1)) = self.ranges();
+        let mut off = Vec::new();
+        for s in &mut self.series {
+            if !matches!(s.mark, Mark::HLine { .. }) {
+                continue;
+            }
+            if s.points.iter().all(|p| p.1 >= y0 && p.1 <= y1) {
+                continue;
+            }
+            if let Some(label) = &mut s.label {
+                off.push(label.clone());
+                label.push_str(" (off the plot)");
+            }
+        }
+        off
     }
 
     fn legend(&self) -> Vec<&Series> {
@@ -613,5 +650,26 @@ mod tests {
         assert!(x0 < 10.0 && x0 > 5.0 && x1 > 1000.0 && x1 < 2000.0);
         assert!(y0 < 0.2 && y0 > 0.1, "{y0}");
         assert!(y1 > 1.0 && y1 < 2.0, "{y1}");
+    }
+
+    #[test]
+    fn a_far_asymptote_stays_off_the_plot_and_is_named() {
+        let mut chart = Chart::new("t", "x", "y");
+        chart.series.push(Series::points(
+            None,
+            GREY,
+            Shape::Dot,
+            vec![(10.0, 1.0), (1000.0, 0.5)],
+        ));
+        chart
+            .series
+            .push(Series::hline(Some("fitted E = 8e-68".into()), GREY, 8e-68));
+        let (_, (y0, _)) = chart.ranges();
+        assert!(y0 > 0.1, "{y0}");
+        assert_eq!(chart.off_plot_lines(), ["fitted E = 8e-68"]);
+        assert_eq!(
+            chart.series[1].label.as_deref(),
+            Some("fitted E = 8e-68 (off the plot)")
+        );
     }
 }

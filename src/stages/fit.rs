@@ -39,14 +39,18 @@ use crate::fit::objective::Observation;
 use crate::fit::optimize::Settings;
 use crate::fit::summary::summary;
 use crate::fit::table::{self, ColumnMap, Excluded};
-use crate::fit::{fit_json, predictions};
+use crate::fit::{diagnostics, fit_json, predictions};
 use crate::kinds_doc::ParamDoc;
 use crate::train::metrics;
 
 pub const KIND: Kind = Kind {
     name: "fit",
     // 2: `summary.md` formats numbers with the report's rules.
-    version: 2,
+    // 3: `fit.json` gains `diagnostics`, each budget's `decades_beyond_runs`
+    //    and up to 100 bootstrap replicates' log parameters (for bands);
+    //    `summary.md` opens with the diagnostics; power_n/power_d refuse runs
+    //    pooled over several D/N.
+    version: 3,
     takes_seed: true,
     maps_inputs: false,
     inherits_inputs_of: None,
@@ -445,10 +449,18 @@ impl Job for FitJob {
         if runs.is_empty() {
             return Err(StageError::msg("no runs to fit: the inputs hold no rows"));
         }
+        // Inputs that disagree on E are an error only when E is taken from
+        // them; otherwise there is simply no reference to compare with.
+        let declared = declared_irreducible(ctx);
+        let reference = declared.as_ref().ok().copied().flatten();
         let irreducible = match self.e {
             ESetting::Free => Irreducible::Free,
             ESetting::Fixed(v) => Irreducible::Fixed(v),
-            ESetting::FromInputs => Irreducible::Fixed(irreducible_from_inputs(ctx)?),
+            ESetting::FromInputs => Irreducible::Fixed(declared?.ok_or_else(|| {
+                StageError::msg(
+                    "e = \"irreducible\", but no input's metrics.json or meta.json has an irreducible_loss",
+                )
+            })?),
         };
         let form = Form::new(self.kind, irreducible);
         let mut needs = form.variables();
@@ -519,13 +531,31 @@ impl Job for FitJob {
                 other => StageError::msg(other.to_string()),
             })?;
         report.excluded = excluded;
+        if let Some(truth) = reference {
+            report
+                .diagnostics
+                .extend(diagnostics::e_below_reference(&report, truth));
+        }
+        let codes: Vec<String> = report
+            .diagnostics
+            .iter()
+            .map(|f| format!("{} {}", f.severity.name(), f.code.name()))
+            .collect();
         ctx.log(&format!(
-            "objective {:e} from {} starts ({} within 1e-6), converged: {}",
+            "objective {:e} from {} starts ({} within 1e-6), converged: {}; diagnostics: {}",
             report.objective,
             report.optimizer.starts,
             report.optimizer.starts_within_1e_6,
-            report.optimizer.converged
+            report.optimizer.converged,
+            if codes.is_empty() {
+                "none".to_string()
+            } else {
+                codes.join(", ")
+            }
         ));
+        for finding in &report.diagnostics {
+            ctx.log(&finding.line());
+        }
 
         let out = ctx.out_dir();
         fit_json::write(out, &report)?;
@@ -573,9 +603,9 @@ impl FitJob {
     }
 }
 
-/// The irreducible loss every input agrees on (a run's `metrics.json` or a
-/// dataset's `meta.json`).
-fn irreducible_from_inputs(ctx: &StageContext) -> Result<f64, StageError> {
+/// The irreducible loss every input that declares one agrees on (a run's
+/// `metrics.json` or a dataset's `meta.json`); None when none declares one.
+fn declared_irreducible(ctx: &StageContext) -> Result<Option<f64>, StageError> {
     let mut found: Vec<(String, f64)> = Vec::new();
     for input in ctx.inputs() {
         let declared = if metrics::exists(&input.dir) {
@@ -590,9 +620,7 @@ fn irreducible_from_inputs(ctx: &StageContext) -> Result<f64, StageError> {
         }
     }
     let Some((_, first)) = found.first().cloned() else {
-        return Err(StageError::msg(
-            "e = \"irreducible\", but no input's metrics.json or meta.json has an irreducible_loss",
-        ));
+        return Ok(None);
     };
     if let Some((id, other)) = found
         .iter()
@@ -608,5 +636,5 @@ fn irreducible_from_inputs(ctx: &StageContext) -> Result<f64, StageError> {
             "irreducible_loss {first} is not a finite number >= 0"
         )));
     }
-    Ok(first)
+    Ok(Some(first))
 }

@@ -29,7 +29,11 @@ use crate::report::{document, gather, html, markdown, plot, Header};
 
 pub const KIND: Kind = Kind {
     name: "report",
-    // 2: without `command`, Reproduce names the pipeline file the run started from.
+    // 2: a Diagnostics section opens the report (every fit's findings), the
+    //    allocation table says how far each budget lies beyond the runs, and
+    //    figures keep far-off asymptotes off the axes, draw bootstrap bands,
+    //    mark excluded runs and style training curves by D; without `command`,
+    //    Reproduce names the pipeline file the run started from.
     version: 2,
     takes_seed: false,
     maps_inputs: false,

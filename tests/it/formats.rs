@@ -111,7 +111,9 @@ fn fit_json_reads_back_what_the_fit_wrote() {
 #[test]
 fn predictions_read_back_what_the_fit_wrote() {
     let (ids, obs) = study();
-    let form = Form::new(FormKind::PowerN, Irreducible::Fixed(1.7));
+    // The study is an N x D grid: chinchilla (power_n refuses runs pooled
+    // over several D).
+    let form = Form::new(FormKind::Chinchilla, Irreducible::Fixed(1.7));
     let runs: Vec<Run> = ids
         .iter()
         .zip(&obs)

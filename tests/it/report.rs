@@ -39,7 +39,8 @@ inputs = ["train"]
 
 [stages.fit_n]
 kind = "fit"
-inputs = ["eval"]
+inputs = ["data", "eval"]
+foreach = ["data"]
 form = "power_n"
 grid = {{ a = [0.0, 2.0], e = [-2.0, -1.0], alpha = [0.3, 1.0] }}
 
@@ -178,7 +179,13 @@ fn tiny_pipeline_reports_fits_and_rerenders_only_when_inputs_change() {
     ws.write("p.toml", &pipeline("[4, 8, 16]"));
     let first = ws.run(&["run", "p.toml", "--json"]).success().json();
     let executed = ids(&first, "executed");
-    assert_eq!(executed.len(), 2 + 6 + 6 + 3, "{executed:?}");
+    // Two data sizes, three widths: 6 runs, each evaluated; one chinchilla
+    // fit, one power_n fit per data size, the report.
+    assert_eq!(executed.len(), 2 + 6 + 6 + 4, "{executed:?}");
+    assert!(
+        executed.contains(&"fit_n[n=400]".to_string()),
+        "{executed:?}"
+    );
     assert!(executed.contains(&"report".to_string()));
 
     let dir = "results/tiny/report";
@@ -188,7 +195,8 @@ fn tiny_pipeline_reports_fits_and_rerenders_only_when_inputs_change() {
         "loss_vs_c",
         "loss_curves",
         "observed_vs_predicted_fit",
-        "observed_vs_predicted_fit_n",
+        "observed_vs_predicted_fit_n_n_400",
+        "observed_vs_predicted_fit_n_n_1600",
     ] {
         let svg = ws.read(&format!("{dir}/figures/{stem}.svg"));
         assert_svg(&svg, stem);
@@ -212,7 +220,16 @@ fn tiny_pipeline_reports_fits_and_rerenders_only_when_inputs_change() {
     // each cell, parsed back, is the fit's number to the precision shown (four
     // significant digits, three in scientific notation), and so is the
     // bootstrap interval where there is one.
-    for fit in ["fit", "fit_n"] {
+    // Diagnostics open the report, before any figure, with a line per fit.
+    let diagnostics = section(&md, "## Diagnostics\n", "\n## ");
+    for fit in ["fit", "fit_n[n=400]", "fit_n[n=1600]"] {
+        assert!(
+            diagnostics.contains(&format!("`{fit}`: ")),
+            "{fit}: {diagnostics}"
+        );
+    }
+    assert!(md.find("## Diagnostics").unwrap() < md.find("## Figures").unwrap());
+    for fit in ["fit", "fit_n[n=400]", "fit_n[n=1600]"] {
         let doc: serde_json::Value =
             serde_json::from_str(&ws.read(&format!("results/tiny/{fit}/fit.json"))).unwrap();
         let params = doc["parameters"].as_object().expect("parameters");
@@ -296,7 +313,8 @@ fn tiny_pipeline_reports_fits_and_rerenders_only_when_inputs_change() {
         "eval[n=400,width=12]",
         "eval[n=1600,width=12]",
         "fit",
-        "fit_n",
+        "fit_n[n=400]",
+        "fit_n[n=1600]",
         "report",
     ]
     .iter()
