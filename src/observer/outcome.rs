@@ -1,6 +1,6 @@
 //! What a finished run points the user at: where each report went and, for each
-//! fit, its law on one line (read back from `fit.json` through
-//! [`crate::fit::fit_json`]).
+//! fit, its law on one line followed by its diagnostics (read back from
+//! `fit.json` through [`crate::fit::fit_json`]).
 
 use std::path::Path;
 
@@ -24,7 +24,14 @@ pub fn outcome_lines(plan: &Plan, record: &RunRecord, workspace: &Path) -> Vec<S
         let dir = view.instance_dir(&inst.id);
         match inst.kind.as_str() {
             "fit" => match fit_json::read(&dir) {
-                Ok(fit) => lines.push(format!("law {}: {}", inst.id, law(&fit))),
+                Ok(fit) => {
+                    lines.push(format!("law {}: {}", inst.id, law(&fit)));
+                    // The fit's diagnostics under its law, so a doubtful law is
+                    // never printed bare.
+                    lines.extend(fit.diagnostics.iter().map(|f| {
+                        format!("  {} {}: {}", f.severity.name(), f.code.name(), f.message)
+                    }));
+                }
                 Err(e) => lines.push(format!("law {}: cannot read: {e}", inst.id)),
             },
             "report" => {

@@ -287,7 +287,21 @@ form = "chinchilla"
 budgets = [6e19]
 "#,
     );
-    ws.run(&["run", "p.toml"]).success();
+    let out = ws.run(&["run", "p.toml"]).success();
+    // The end of the run prints the law with its findings under it.
+    let law = out
+        .stderr
+        .lines()
+        .position(|l| l.starts_with("law fit: "))
+        .unwrap_or_else(|| panic!("no law line in {}", out.stderr));
+    let below: Vec<&str> = out.stderr.lines().skip(law + 1).collect();
+    assert!(
+        below
+            .iter()
+            .any(|l| l.starts_with("  error too_few_values: ")),
+        "{}",
+        out.stderr
+    );
     let doc: serde_json::Value =
         serde_json::from_str(&ws.read("results/diag/fit/fit.json")).unwrap();
     let found: Vec<&str> = doc["diagnostics"]
