@@ -2,8 +2,9 @@
 //! 50-instance run and check what the store guarantees afterwards.
 //!
 //! Each trial runs the pipeline in a fresh workspace, kills `scalepipe run` after
-//! a delay drawn uniformly from [0, 1.1 x an uninterrupted run's duration] (so
-//! kills land during stage execution, commits, publishing and the state save),
+//! a seeded delay drawn uniformly from [0, 1.1] (even trials) or [0.8, 1.15] (odd
+//! trials, the end of the run) times an uninterrupted run's duration, so kills
+//! land during stage execution, commits, publishing and the state save,
 //! then checks: every committed entry re-hashes to its manifest, no entry without
 //! a manifest is in the cache, a second run completes, it executes none of the
 //! instances committed before the kill, and no stage process is left running.
@@ -39,7 +40,10 @@ struct Counts {
     /// saving state), or the run had already exited.
     killed_before_first_commit: usize,
     killed_while_executing: usize,
-    killed_after_all_commits: usize,
+    /// Every entry committed, no run record yet: publishing or saving state.
+    killed_while_publishing_or_saving_state: usize,
+    /// The run record written: the engine was exiting.
+    killed_after_the_run_record: usize,
     finished_before_kill: usize,
     entries_committed_before_kills: usize,
     corrupt_entries: usize,
@@ -169,7 +173,10 @@ fn main() {
         std::fs::create_dir_all(&ws).unwrap();
         std::fs::write(ws.join("p.toml"), PIPELINE).unwrap();
         let store = Store::new(&ws);
-        let delay = full.mul_f64(rng.gen_range(0.0..1.1));
+        // Odd trials aim at the end of the run (last commits, publishing, the
+        // state save), which a uniform draw over the whole run seldom hits.
+        let window = if trial % 2 == 0 { 0.0..1.1 } else { 0.8..1.15 };
+        let delay = full.mul_f64(rng.gen_range(window));
         let mut child = run_command(&args, &ws).spawn().expect("scalepipe starts");
         std::thread::sleep(delay);
         let finished = child.try_wait().ok().flatten().is_some();
@@ -179,7 +186,10 @@ fn main() {
         match committed.len() {
             _ if finished => counts.finished_before_kill += 1,
             0 => counts.killed_before_first_commit += 1,
-            50 => counts.killed_after_all_commits += 1,
+            50 if ws.join("results/faults/run.json").exists() => {
+                counts.killed_after_the_run_record += 1
+            }
+            50 => counts.killed_while_publishing_or_saving_state += 1,
             _ => counts.killed_while_executing += 1,
         }
         counts.entries_committed_before_kills += committed.len();
