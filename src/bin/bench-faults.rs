@@ -1,10 +1,10 @@
 //! `just bench-faults`: SIGKILL the engine at seeded random moments of a
 //! 50-instance run and check what the store guarantees afterwards.
 //!
-//! Each trial runs the pipeline in a fresh workspace, kills `scalepipe run` after
-//! a seeded delay drawn uniformly from [0, 1.1] (even trials) or [0.8, 1.15] (odd
-//! trials, the end of the run) times an uninterrupted run's duration, so kills
-//! land during stage execution, commits, publishing and the state save,
+//! Each trial runs the pipeline in a fresh workspace and kills `scalepipe run`
+//! at a seeded moment: uniform over [0, 1.1] or [0.8, 1.15] times an
+//! uninterrupted run's duration, or 0-10 ms after the last entry is committed,
+//! so kills land during stage execution, commits, publishing and the state save,
 //! then checks: every committed entry re-hashes to its manifest, no entry without
 //! a manifest is in the cache, a second run completes, it executes none of the
 //! instances committed before the kill, and no stage process is left running.
@@ -173,12 +173,23 @@ fn main() {
         std::fs::create_dir_all(&ws).unwrap();
         std::fs::write(ws.join("p.toml"), PIPELINE).unwrap();
         let store = Store::new(&ws);
-        // Odd trials aim at the end of the run (last commits, publishing, the
-        // state save), which a uniform draw over the whole run seldom hits.
-        let window = if trial % 2 == 0 { 0.0..1.1 } else { 0.8..1.15 };
-        let delay = full.mul_f64(rng.gen_range(window));
+        // A uniform draw over the whole run seldom lands after the last commit:
+        // one trial in three waits for every entry to be committed, then kills
+        // within 10 ms (publishing, the state save), one aims at the last 35%.
         let mut child = run_command(&args, &ws).spawn().expect("scalepipe starts");
-        std::thread::sleep(delay);
+        let clock = Instant::now();
+        match trial % 3 {
+            0 => std::thread::sleep(full.mul_f64(rng.gen_range(0.0..1.1))),
+            1 => std::thread::sleep(full.mul_f64(rng.gen_range(0.8..1.15))),
+            _ => {
+                let after = std::time::Duration::from_micros(rng.gen_range(0..10_000));
+                while store.listed().len() < 50 && clock.elapsed() < full * 20 {
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
+                std::thread::sleep(after);
+            }
+        }
+        let delay = clock.elapsed();
         let finished = child.try_wait().ok().flatten().is_some();
         let _ = child.kill();
         let _ = child.wait();
