@@ -4,7 +4,8 @@
 # Usage: bash bench/faults/run.sh [--trials 200] [--seed 1] [--jobs 4]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --release --bin scalepipe --bin bench-faults
+# --all-targets: the same feature set as `cargo test`, so nothing compiles twice.
+cargo build --release --all-targets
 target="${CARGO_TARGET_DIR:-target}/release"
 echo "machine: $(nproc) cores, $(uname -sr); load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 start=$(date +%s)

@@ -1,9 +1,10 @@
 //! `just bench-faults`: SIGKILL the engine at seeded random moments of a
 //! 50-instance run and check what the store guarantees afterwards.
 //!
-//! Each trial runs the pipeline in a fresh workspace, kills `scalepipe run` after
-//! a delay drawn uniformly from [0, 1.1 x an uninterrupted run's duration] (so
-//! kills land during stage execution, commits, publishing and the state save),
+//! Each trial runs the pipeline in a fresh workspace and kills `scalepipe run`
+//! at a seeded moment: uniform over [0, 1.1] or [0.8, 1.15] times an
+//! uninterrupted run's duration, or 0-10 ms after the last entry is committed,
+//! so kills land during stage execution, commits, publishing and the state save,
 //! then checks: every committed entry re-hashes to its manifest, no entry without
 //! a manifest is in the cache, a second run completes, it executes none of the
 //! instances committed before the kill, and no stage process is left running.
@@ -39,7 +40,10 @@ struct Counts {
     /// saving state), or the run had already exited.
     killed_before_first_commit: usize,
     killed_while_executing: usize,
-    killed_after_all_commits: usize,
+    /// Every entry committed, no run record yet: publishing or saving state.
+    killed_while_publishing_or_saving_state: usize,
+    /// The run record written: the engine was exiting.
+    killed_after_the_run_record: usize,
     finished_before_kill: usize,
     entries_committed_before_kills: usize,
     corrupt_entries: usize,
@@ -169,9 +173,23 @@ fn main() {
         std::fs::create_dir_all(&ws).unwrap();
         std::fs::write(ws.join("p.toml"), PIPELINE).unwrap();
         let store = Store::new(&ws);
-        let delay = full.mul_f64(rng.gen_range(0.0..1.1));
+        // A uniform draw over the whole run seldom lands after the last commit:
+        // one trial in three waits for every entry to be committed, then kills
+        // within 10 ms (publishing, the state save), one aims at the last 35%.
         let mut child = run_command(&args, &ws).spawn().expect("scalepipe starts");
-        std::thread::sleep(delay);
+        let clock = Instant::now();
+        match trial % 3 {
+            0 => std::thread::sleep(full.mul_f64(rng.gen_range(0.0..1.1))),
+            1 => std::thread::sleep(full.mul_f64(rng.gen_range(0.8..1.15))),
+            _ => {
+                let after = std::time::Duration::from_micros(rng.gen_range(0..10_000));
+                while store.listed().len() < 50 && clock.elapsed() < full * 20 {
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
+                std::thread::sleep(after);
+            }
+        }
+        let delay = clock.elapsed();
         let finished = child.try_wait().ok().flatten().is_some();
         let _ = child.kill();
         let _ = child.wait();
@@ -179,7 +197,10 @@ fn main() {
         match committed.len() {
             _ if finished => counts.finished_before_kill += 1,
             0 => counts.killed_before_first_commit += 1,
-            50 => counts.killed_after_all_commits += 1,
+            50 if ws.join("results/faults/run.json").exists() => {
+                counts.killed_after_the_run_record += 1
+            }
+            50 => counts.killed_while_publishing_or_saving_state += 1,
             _ => counts.killed_while_executing += 1,
         }
         counts.entries_committed_before_kills += committed.len();

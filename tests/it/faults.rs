@@ -391,3 +391,24 @@ fn twenty_seeded_sigkills_leave_no_corrupt_or_partial_entry_and_resume_without_r
         "{counts}"
     );
 }
+
+/// `timeout` is the engine's, so it holds for library kinds too (here a fit).
+#[test]
+fn a_timeout_ends_a_long_fit_and_fails_it() {
+    let ws = Workspace::new();
+    ws.write("runs.csv", &runs_csv());
+    ws.write(
+        "p.toml",
+        "[pipeline]\nname = \"ft\"\n[stages.fit]\nkind = \"fit\"\ntable = \"runs.csv\"\nn = \"n\"\nloss = \"loss\"\nform = \"power_n\"\nbootstrap = 1000000\nthreads = 1\ntimeout = \"1s\"\n",
+    );
+    let start = Instant::now();
+    let out = ws.run(&["run", "p.toml"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("timed out after 1 s"), "{}", out.stderr);
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(ws.entries().is_empty(), "a timed-out fit was committed");
+}
