@@ -396,6 +396,7 @@ impl Workspace {
         view: &ResultsView,
         listing: &Listing,
     ) -> Result<(), Error> {
+        let mut published = false;
         for (inst, result) in plan.instances.iter().zip(results) {
             let current = match result.status {
                 Status::Executed => false,
@@ -411,7 +412,12 @@ impl Workspace {
             if !current {
                 view.publish(&inst.id, &self.store.out_dir(&inst.fingerprint))
                     .map_err(|e| Error::io(format!("cannot publish results of {}", inst.id), e))?;
+                published = true;
             }
+        }
+        if published {
+            view.sync()
+                .map_err(|e| Error::io(format!("cannot flush {}", view.dir().display()), e))?;
         }
         let ids: Vec<&str> = plan.instances.iter().map(|i| i.id.as_str()).collect();
         view.prune(listing, &ids)

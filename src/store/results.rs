@@ -96,13 +96,19 @@ impl ResultsView {
                 ));
             }
         }
-        super::durable::sync_tree(&staging)?;
+        super::durable::sync_files(&staging)?;
         let _ = fs::remove_dir_all(&old);
         if target.exists() {
             fs::rename(&target, &old)?;
         }
         fs::rename(&staging, &target)?;
         let _ = fs::remove_dir_all(&old);
+        Ok(())
+    }
+
+    /// Flushes the view's directory, once after a run published into it, so
+    /// the renames of its instance directories are on disk.
+    pub fn sync(&self) -> io::Result<()> {
         super::durable::sync_dir(&self.dir)
     }
 

@@ -160,12 +160,16 @@ impl Store {
     /// Publishes a finished entry: writes its manifest, flushes the outputs and
     /// the manifest to disk, renames the directory into the cache in one atomic
     /// step, and flushes the cache directory so the rename is on disk too. After
-    /// a crash an entry is either absent or complete with the bytes its
-    /// manifest hashed.
+    /// a crash an entry is either absent or holds the bytes its manifest
+    /// hashed (a name lost inside it fails the check before it is read). Logs
+    /// beside `out/` are not flushed: nothing reads them as an entry.
     pub fn commit(&self, pending: Pending, manifest: &Manifest) -> io::Result<()> {
         let json = serde_json::to_vec_pretty(manifest).map_err(io::Error::other)?;
-        fs::write(pending.dir.join("manifest.json"), json)?;
-        super::durable::sync_tree(&pending.dir)?;
+        let mut file = File::create(pending.dir.join("manifest.json"))?;
+        io::Write::write_all(&mut file, &json)?;
+        file.sync_all()?;
+        drop(file);
+        super::durable::sync_files(&pending.out_dir())?;
         let target = self.entry_dir(&pending.fingerprint);
         if self.contains(&pending.fingerprint) {
             // A complete entry with the same fingerprint (another process's, or
