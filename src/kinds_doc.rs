@@ -54,7 +54,9 @@ pub struct KindDoc {
     pub summary: &'static str,
     /// What N and D mean for the runs this kind produces or trains.
     pub n_and_d: Option<&'static str>,
-    pub params: &'static [ParamDoc],
+    /// The kind's parameters; kinds that share most of theirs (`dataset.csv`
+    /// and `dataset.parquet`) list a shared table and their own rows.
+    pub params: Vec<ParamDoc>,
 }
 
 /// The reference, in the registry's order.
@@ -66,73 +68,73 @@ pub fn kind_docs() -> Vec<KindDoc> {
             kind: doc("command"),
             summary: "Any program, run with `sh -c` in a fresh output directory and cached like the rest. Every other scalar parameter is substituted for `{name}` in `cmd` and exported as `SCALEPIPE_PARAM_<NAME>`; `SCALEPIPE_OUT` is the output directory, `SCALEPIPE_INPUTS` a JSON file listing the inputs.",
             n_and_d: None,
-            params: stages::command::PARAMS,
+            params: stages::command::PARAMS.to_vec(),
         },
         KindDoc {
             kind: doc("dataset.teacher"),
             summary: "x ~ N(0, I) and targets from a random teacher MLP: regression with known E = noise_std^2, or classification.",
             n_and_d: Some("D = training examples (`n`)."),
-            params: teacher::PARAMS,
+            params: teacher::PARAMS.to_vec(),
         },
         KindDoc {
             kind: doc("dataset.markov_text"),
             summary: "A Zipfian Markov-chain language whose exact entropy rate is the reference E.",
             n_and_d: Some("D = training tokens (`tokens`)."),
-            params: markov_text::PARAMS,
+            params: markov_text::PARAMS.to_vec(),
         },
         KindDoc {
             kind: doc("dataset.csv"),
             summary: "A CSV table read with Polars: numeric feature columns, or one text column tokenised for text classification.",
             n_and_d: Some("D = training examples (rows, `n`)."),
-            params: csv::PARAMS,
+            params: csv::params(),
         },
         KindDoc {
             kind: doc("dataset.parquet"),
             summary: "A Parquet table, as `dataset.csv`.",
             n_and_d: Some("D = training examples (rows, `n`)."),
-            params: parquet::PARAMS,
+            params: parquet::PARAMS.to_vec(),
         },
         KindDoc {
             kind: doc("dataset.text"),
             summary: "A folder (or one file) of text as a token stream for language modelling. Split sizes are tokens; held-out sets default to 10% each, at most 250,000 tokens.",
             n_and_d: Some("D = training tokens (`tokens`)."),
-            params: text::PARAMS,
+            params: text::PARAMS.to_vec(),
         },
         KindDoc {
             kind: doc("dataset.prefix"),
             summary: "The first `tokens` training tokens of one token dataset (a `dataset.text` or `dataset.markov_text` stage without a `tokens` sweep), with its validation and test sets linked: sweep D here and the corpus is read and tokenised once.",
             n_and_d: Some("D = training tokens (`tokens`)."),
-            params: prefix::PARAMS,
+            params: prefix::PARAMS.to_vec(),
         },
         KindDoc {
             kind: doc("dataset.idx"),
             summary: "MNIST-style IDX image and label files, scaled to [0, 1].",
             n_and_d: Some("D = training examples (`n`)."),
-            params: idx::PARAMS,
+            params: idx::PARAMS.to_vec(),
         },
         KindDoc {
             kind: doc("train"),
             summary: "Trains one model per input dataset instance on dfdx: AdamW, warmup + cosine schedule, gradient clipping; writes metrics.json, loss_curve.csv and a checkpoint. Give exactly one budget: `steps`, `epochs`, `tokens` or `examples`.",
             n_and_d: Some("N = trainable parameters (`n_params` in metrics.json; transformers also record `n_params_non_embedding`). D = units processed in training = steps x batch_size x units per row: examples for `mlp` and `text_classifier` (one row is one example), tokens for `transformer` (one row is `context` tokens). D is what the model saw, so with `epochs` > 1 it counts repeats."),
-            params: stages::train::PARAMS,
+            params: stages::train::PARAMS.to_vec(),
         },
         KindDoc {
             kind: doc("eval"),
             summary: "Held-out loss (MSE, or cross-entropy in nats) and accuracy of one trained model, joined with its N, D and FLOPs. Lists a train stage; receives that train's dataset too.",
             n_and_d: Some("N and D are copied from the train instance."),
-            params: stages::eval::PARAMS,
+            params: stages::eval::PARAMS.to_vec(),
         },
         KindDoc {
             kind: doc("fit"),
             summary: "Power laws fitted with Huber on log loss by multistart L-BFGS, from eval/train instances or a `table` of runs.",
             n_and_d: Some("Reads N and D from the runs (or the table's columns)."),
-            params: stages::fit::PARAMS,
+            params: stages::fit::PARAMS.to_vec(),
         },
         KindDoc {
             kind: doc("report"),
             summary: "Figures (SVG, PNG) and a Markdown and HTML report of the fits and runs it lists as inputs.",
             n_and_d: None,
-            params: stages::report::PARAMS,
+            params: stages::report::PARAMS.to_vec(),
         },
     ]
 }
@@ -149,7 +151,7 @@ pub fn text() -> String {
         if let Some(nd) = k.n_and_d {
             let _ = writeln!(out, "  {nd}");
         }
-        for p in k.params {
+        for p in &k.params {
             let only = p.only.map(|o| format!(" [{o}]")).unwrap_or_default();
             let _ = writeln!(
                 out,
@@ -181,7 +183,7 @@ pub fn markdown() -> String {
             let _ = write!(out, "{nd}\n\n");
         }
         out.push_str("| parameter | type | default | meaning |\n|---|---|---|---|\n");
-        for p in k.params {
+        for p in &k.params {
             let only = p
                 .only
                 .map(|o| format!(" Only with {o}."))
@@ -301,7 +303,7 @@ mod tests {
     #[test]
     fn every_parameter_has_a_type_default_and_meaning() {
         for k in kind_docs() {
-            for p in k.params {
+            for p in &k.params {
                 assert!(
                     !p.ty.is_empty() && !p.default.is_empty() && !p.doc.is_empty(),
                     "{}.{}",

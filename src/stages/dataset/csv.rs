@@ -23,5 +23,8 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>
     table::configure(KIND.name, true, params, cx)
 }
 
-/// The reference of `dataset.csv`'s parameters ([`crate::kinds_doc`]).
-pub use super::table::CSV_PARAMS as PARAMS;
+/// The reference of `dataset.csv`'s parameters ([`crate::kinds_doc`]): the
+/// table loaders' and `separator`.
+pub fn params() -> Vec<crate::kinds_doc::ParamDoc> {
+    [super::table::TABLE_PARAMS, super::table::CSV_ONLY_PARAMS].concat()
+}

@@ -21,4 +21,4 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>
 }
 
 /// The reference of `dataset.parquet`'s parameters ([`crate::kinds_doc`]).
-pub use super::table::PARQUET_PARAMS as PARAMS;
+pub use super::table::TABLE_PARAMS as PARAMS;

@@ -42,8 +42,9 @@ enum Tokenizer {
     Word,
 }
 
-/// The reference of `dataset.parquet`'s parameters ([`crate::kinds_doc`]).
-pub const PARQUET_PARAMS: &[ParamDoc] = &[
+/// The reference of the table loaders' shared parameters ([`crate::kinds_doc`]):
+/// all of `dataset.parquet`'s, and `dataset.csv`'s but `separator`.
+pub const TABLE_PARAMS: &[ParamDoc] = &[
     ParamDoc::new("path", "string", "required", "The table file, relative to the pipeline file."),
     ParamDoc::new("label", "string", "required", "The target column."),
     ParamDoc::new("task", "\"regression\" | \"classification\"", "required", "Real-valued target (MSE) or class labels (cross-entropy)."),
@@ -59,23 +60,13 @@ pub const PARQUET_PARAMS: &[ParamDoc] = &[
     ParamDoc::new("seed", "integer", "the pipeline's seed", "Seeds the draw; same parameters and seed give byte-identical files."),
 ];
 
-/// The reference of `dataset.csv`'s parameters: the Parquet ones and `separator`.
-pub const CSV_PARAMS: &[ParamDoc] = &[
-    ParamDoc::new("path", "string", "required", "The table file, relative to the pipeline file."),
-    ParamDoc::new("label", "string", "required", "The target column."),
-    ParamDoc::new("task", "\"regression\" | \"classification\"", "required", "Real-valued target (MSE) or class labels (cross-entropy)."),
-    ParamDoc::new("features", "list of strings", "every other numeric column", "Numeric feature columns."),
-    ParamDoc::new("text", "string", "none", "A text column to tokenise instead of numeric features (text classification; train with model = \"text_classifier\")."),
-    ParamDoc::new("tokenizer", "\"word\" | \"byte\"", "\"word\"", "With `text`: lowercase words (with an unknown id) or bytes."),
-    ParamDoc::new("max_vocab", "integer", "10000", "With `text` and the word tokenizer: most ids, padding and unknown included."),
-    ParamDoc::new("min_count", "integer", "1", "With `text` and the word tokenizer: words seen fewer times in the training pool map to the unknown id."),
-    ParamDoc::new("max_len", "integer", "128", "With `text`: tokens per example (longer texts are cut, shorter padded)."),
-    ParamDoc::new("drop_nulls", "bool", "false", "Drop rows with a missing value instead of failing."),
-    ParamDoc::new("split", "table {train, val, test}", "val = test = 10%", "Counts of rows (integers) or fractions of the table (floats)."),
-    ParamDoc::new("n", "integer", "the whole training pool", "Training examples D, a nested subsample: smaller n are subsets of larger ones."),
-    ParamDoc::new("seed", "integer", "the pipeline's seed", "Seeds the draw; same parameters and seed give byte-identical files."),
-    ParamDoc::new("separator", "one ASCII character", "\",\"", "The field separator."),
-];
+/// `dataset.csv`'s own parameter, besides [`TABLE_PARAMS`].
+pub const CSV_ONLY_PARAMS: &[ParamDoc] = &[ParamDoc::new(
+    "separator",
+    "one ASCII character",
+    "\",\"",
+    "The field separator.",
+)];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
