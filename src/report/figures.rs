@@ -248,9 +248,12 @@ fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
         let (colour, label) = match series {
             Some((gi, value)) => (
                 sequential(gi, ng),
+                // The stage name, not the instance id: the id repeats the
+                // group's value, which the label shows once, and a long label
+                // is cut at the figure's edge.
                 format!(
                     "{} ({}, {} = {})",
-                    fit.id,
+                    fit.stage,
                     single.name(),
                     if x == Variable::N { "D" } else { "N" },
                     sci(value)

@@ -34,7 +34,8 @@ pub const KIND: Kind = Kind {
     //    figures keep far-off asymptotes off the axes, draw bootstrap bands,
     //    mark excluded runs and style training curves by D; without `command`,
     //    Reproduce names the pipeline file the run started from.
-    version: 2,
+    // 3: a per-group fit is labelled by its stage name and group value.
+    version: 3,
     takes_seed: false,
     maps_inputs: false,
     inherits_inputs_of: None,
