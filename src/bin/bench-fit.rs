@@ -11,7 +11,7 @@ use scalepipe::fit::analysis::{Analysis, Hooks};
 use scalepipe::fit::bootstrap::{self, BootstrapSettings};
 use scalepipe::fit::optimize::Settings;
 use scalepipe::fit::table::{self, ColumnMap};
-use scalepipe::fit::{Form, FormKind, Grid, Irreducible, Observation, Points, Variable};
+use scalepipe::fit::{Form, FormKind, Irreducible, Observation, Points, Variable};
 
 fn main() {
     let mut csv = PathBuf::from(concat!(
@@ -73,21 +73,11 @@ fn main() {
 
     let form = Form::new(FormKind::Chinchilla, Irreducible::Free);
     let analysis = Analysis {
-        form,
-        delta: 1e-3,
-        grid: Grid::default_for(&form),
         optimizer,
         budgets: vec![5.76e23],
-        bootstrap: None,
-        holdout: None,
-        isoflop: None,
+        ..Analysis::new(form)
     };
-    let progress = |_: &str, _: u64, _: u64| {};
-    let cancelled = || false;
-    let hooks = Hooks {
-        progress: &progress,
-        cancelled: &cancelled,
-    };
+    let hooks = Hooks::NONE;
 
     // CPU seconds of the whole process (all threads), from /proc on Linux: on a
     // shared machine CPU time is steadier than wall time.

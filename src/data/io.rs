@@ -139,35 +139,17 @@ pub fn write_table(
 /// Reads one token stream split (`{split}.bin`); the vocabulary size comes from
 /// `meta.json` in the same directory and every id is checked against it.
 pub fn read_tokens(dir: &Path, split: Split) -> Result<Tokens, DataError> {
-    let meta = read_meta(dir)?;
-    let vocab = meta.vocab.ok_or_else(|| {
-        DataError::invalid(
-            meta_path(dir),
-            "no `vocab` in dataset metadata: not a token dataset",
-        )
-    })?;
+    let vocab = token_vocab(dir)?;
     let path = tokens_path(dir, split);
     let ids = read_u32s(&path)?;
-    if let Some((pos, id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= vocab) {
-        return Err(DataError::invalid(
-            &path,
-            format!("token {id} at position {pos} is outside the vocabulary of {vocab}"),
-        ));
-    }
-    Ok(Tokens { ids, vocab })
+    checked_tokens(&path, ids, vocab)
 }
 
 /// Reads the first `n` tokens of a token stream split, without reading the rest
 /// (a data-size sweep over a large corpus takes prefixes of one stream).
 pub fn read_tokens_prefix(dir: &Path, split: Split, n: usize) -> Result<Tokens, DataError> {
     use std::io::Read;
-    let meta = read_meta(dir)?;
-    let vocab = meta.vocab.ok_or_else(|| {
-        DataError::invalid(
-            meta_path(dir),
-            "no `vocab` in dataset metadata: not a token dataset",
-        )
-    })?;
+    let vocab = token_vocab(dir)?;
     let path = tokens_path(dir, split);
     let file = File::open(&path).map_err(|e| DataError::io(&path, e))?;
     let mut bytes = Vec::with_capacity(n * 4);
@@ -183,13 +165,24 @@ pub fn read_tokens_prefix(dir: &Path, split: Split, n: usize) -> Result<Tokens, 
             ),
         ));
     }
-    let ids: Vec<u32> = bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes(c.try_into().expect("4-byte chunk")))
-        .collect();
+    checked_tokens(&path, decode_u32s(&bytes), vocab)
+}
+
+/// The vocabulary size a token dataset's `meta.json` declares.
+fn token_vocab(dir: &Path) -> Result<usize, DataError> {
+    read_meta(dir)?.vocab.ok_or_else(|| {
+        DataError::invalid(
+            meta_path(dir),
+            "no `vocab` in dataset metadata: not a token dataset",
+        )
+    })
+}
+
+/// `ids` read from `path`, each checked to lie inside the vocabulary.
+fn checked_tokens(path: &Path, ids: Vec<u32>, vocab: usize) -> Result<Tokens, DataError> {
     if let Some((pos, id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= vocab) {
         return Err(DataError::invalid(
-            &path,
+            path,
             format!("token {id} at position {pos} is outside the vocabulary of {vocab}"),
         ));
     }
@@ -246,10 +239,15 @@ pub fn read_u32s(path: &Path) -> Result<Vec<u32>, DataError> {
             ),
         ));
     }
-    Ok(bytes
+    Ok(decode_u32s(&bytes))
+}
+
+/// Little-endian u32 values from bytes whose length is a multiple of 4.
+fn decode_u32s(bytes: &[u8]) -> Vec<u32> {
+    bytes
         .chunks_exact(4)
         .map(|c| u32::from_le_bytes(c.try_into().expect("4-byte chunk")))
-        .collect())
+        .collect()
 }
 
 /// Writes little-endian u32 values.

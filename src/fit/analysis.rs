@@ -66,6 +66,20 @@ pub enum AnalysisError {
     Cancelled,
 }
 
+impl Hooks<'static> {
+    /// No progress reports and never cancelled: for callers that just want the fit.
+    pub const NONE: Hooks<'static> = Hooks {
+        progress: &ignore_progress,
+        cancelled: &never_cancelled,
+    };
+}
+
+fn ignore_progress(_: &str, _: u64, _: u64) {}
+
+fn never_cancelled() -> bool {
+    false
+}
+
 impl From<Cancelled> for AnalysisError {
     fn from(_: Cancelled) -> Self {
         AnalysisError::Cancelled
@@ -73,6 +87,22 @@ impl From<Cancelled> for AnalysisError {
 }
 
 impl Analysis {
+    /// Fitting `form` the way Hoffmann et al. did (Huber delta 1e-3, the form's
+    /// default start grid, the default optimiser) with nothing around the fit:
+    /// no budgets, bootstrap, hold-out or IsoFLOP profiles.
+    pub fn new(form: Form) -> Self {
+        Analysis {
+            form,
+            delta: 1e-3,
+            grid: Grid::default_for(&form),
+            optimizer: Settings::default(),
+            budgets: Vec::new(),
+            bootstrap: None,
+            holdout: None,
+            isoflop: None,
+        }
+    }
+
     /// The reported numbers for `theta`: free parameters in natural units, then
     /// derived scalars. The bootstrap summarises exactly these.
     pub fn numbers(&self, theta: &[f64]) -> Vec<(String, f64)> {

@@ -6,38 +6,15 @@
 use scalepipe::fit::analysis::{Analysis, AnalysisError, Hooks};
 use scalepipe::fit::bootstrap::BootstrapSettings;
 use scalepipe::fit::diagnostics::{Code, Severity};
-use scalepipe::fit::optimize::Settings;
 use scalepipe::fit::{FitReport, Form, FormKind, Grid, Irreducible, Observation};
 
 use scalepipe::report::law::{band, Law};
 
 use super::harness::Workspace;
 
-fn analysis(form: Form) -> Analysis {
-    Analysis {
-        form,
-        delta: 1e-3,
-        grid: Grid::default_for(&form),
-        optimizer: Settings::default(),
-        budgets: Vec::new(),
-        bootstrap: None,
-        holdout: None,
-        isoflop: None,
-    }
-}
-
 fn fit(a: &Analysis, runs: &[Observation]) -> Result<FitReport, AnalysisError> {
     let ids: Vec<String> = (0..runs.len()).map(|i| format!("run{i}")).collect();
-    let progress = |_: &str, _: u64, _: u64| {};
-    let cancelled = || false;
-    a.run(
-        &ids,
-        runs,
-        &Hooks {
-            progress: &progress,
-            cancelled: &cancelled,
-        },
-    )
+    a.run(&ids, runs, &Hooks::NONE)
 }
 
 fn codes(r: &FitReport) -> Vec<Code> {
@@ -81,7 +58,7 @@ fn separable_data_get_the_bound_and_step_findings() {
         })
         .collect();
     let report = fit(
-        &analysis(Form::new(FormKind::PowerN, Irreducible::Free)),
+        &Analysis::new(Form::new(FormKind::PowerN, Irreducible::Free)),
         &runs,
     )
     .unwrap();
@@ -116,7 +93,7 @@ fn separable_data_get_the_bound_and_step_findings() {
 fn two_data_sizes_leave_b_and_beta_unidentifiable() {
     let runs = chinchilla_runs(&decades(1e6, 6, 0.5), &[1e9, 4e9]);
     let report = fit(
-        &analysis(Form::new(FormKind::Chinchilla, Irreducible::Free)),
+        &Analysis::new(Form::new(FormKind::Chinchilla, Irreducible::Free)),
         &runs,
     )
     .unwrap();
@@ -147,7 +124,7 @@ fn two_data_sizes_leave_b_and_beta_unidentifiable() {
 fn a_budget_far_beyond_the_runs_is_flagged_with_its_distance() {
     let runs = chinchilla_runs(&decades(1e6, 4, 1.0), &decades(1e8, 4, 1.0));
     let largest = runs.iter().map(|r| r.c).fold(0.0, f64::max);
-    let mut a = analysis(Form::new(FormKind::Chinchilla, Irreducible::Free));
+    let mut a = Analysis::new(Form::new(FormKind::Chinchilla, Irreducible::Free));
     a.budgets = vec![largest / 10.0, largest * 1000.0];
     let report = fit(&a, &runs).unwrap();
     let distances: Vec<f64> = report
@@ -188,7 +165,7 @@ fn a_clean_synthetic_fit_has_no_findings() {
         r.loss *= 1.0 + 0.002 * if i % 2 == 0 { 1.0 } else { -1.0 };
     }
     let form = Form::new(FormKind::Chinchilla, Irreducible::Free);
-    let mut a = analysis(form);
+    let mut a = Analysis::new(form);
     let mut axes = std::collections::BTreeMap::new();
     axes.insert("a".to_string(), vec![5.0, 10.0]);
     axes.insert("b".to_string(), vec![5.0, 10.0]);
@@ -227,7 +204,7 @@ fn a_clean_synthetic_fit_has_no_findings() {
 fn power_n_refuses_runs_pooled_over_two_data_sizes() {
     let runs = chinchilla_runs(&decades(1e6, 5, 0.5), &[1e9, 2e9]);
     let err = fit(
-        &analysis(Form::new(FormKind::PowerN, Irreducible::Free)),
+        &Analysis::new(Form::new(FormKind::PowerN, Irreducible::Free)),
         &runs,
     )
     .unwrap_err();
@@ -238,7 +215,7 @@ fn power_n_refuses_runs_pooled_over_two_data_sizes() {
     // One data size is one series: fitted as before.
     let one = chinchilla_runs(&decades(1e6, 5, 0.5), &[1e9]);
     fit(
-        &analysis(Form::new(FormKind::PowerN, Irreducible::Free)),
+        &Analysis::new(Form::new(FormKind::PowerN, Irreducible::Free)),
         &one,
     )
     .unwrap();

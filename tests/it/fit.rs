@@ -9,7 +9,6 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use scalepipe::fit::analysis::{Analysis, Hooks};
 use scalepipe::fit::bootstrap::BootstrapSettings;
-use scalepipe::fit::optimize::Settings;
 use scalepipe::fit::table::{self, ColumnMap};
 use scalepipe::fit::{Form, FormKind, Grid, Irreducible, Observation, Variable};
 use scalepipe::stages::{self, ConfigureContext, InputRef, StageContext};
@@ -55,10 +54,6 @@ fn chinchilla_csv() -> PathBuf {
     path
 }
 
-fn no_hooks() -> (impl Fn(&str, u64, u64) + Sync, impl Fn() -> bool + Sync) {
-    (|_: &str, _: u64, _: u64| {}, || false)
-}
-
 fn chinchilla_runs() -> (Vec<String>, Vec<Observation>, usize) {
     let path = chinchilla_csv();
     let raw = table::read_file(&path).unwrap();
@@ -80,19 +75,6 @@ fn chinchilla_runs() -> (Vec<String>, Vec<Observation>, usize) {
     (ids, obs, sel.excluded.len())
 }
 
-fn analysis(form: Form) -> Analysis {
-    Analysis {
-        form,
-        delta: 1e-3,
-        grid: Grid::default_for(&form),
-        optimizer: Settings::default(),
-        budgets: Vec::new(),
-        bootstrap: None,
-        holdout: None,
-        isoflop: None,
-    }
-}
-
 /// Besiroglu et al.'s procedure on their extraction of Hoffmann et al.'s data:
 /// drop the 5 highest losses, Huber(1e-3) on log loss, L-BFGS from their
 /// 4,500-point grid, keep the best.
@@ -102,12 +84,7 @@ fn reproduces_besiroglu_on_the_chinchilla_data() {
     assert_eq!(obs.len(), 240);
     assert_eq!(excluded, 5);
     let form = Form::new(FormKind::Chinchilla, Irreducible::Free);
-    let (progress, cancelled) = no_hooks();
-    let hooks = Hooks {
-        progress: &progress,
-        cancelled: &cancelled,
-    };
-    let report = analysis(form).run(&ids, &obs, &hooks).unwrap();
+    let report = Analysis::new(form).run(&ids, &obs, &Hooks::NONE).unwrap();
     assert_eq!(report.optimizer.starts, 4500);
     assert!(report.optimizer.converged, "{:?}", report.optimizer);
     // Their notebook's optimum on this grid has objective ~1.01827e-3.
@@ -178,21 +155,12 @@ fn fit_synthetic(
 ) -> scalepipe::fit::FitReport {
     let form = Form::new(FormKind::Chinchilla, Irreducible::Free);
     let ids: Vec<String> = (0..runs.len()).map(|i| format!("run{i}")).collect();
-    let mut a = analysis(form);
+    let mut a = Analysis::new(form);
     if let Some(g) = grid {
         a.grid = g;
     }
     a.bootstrap = boot;
-    let (progress, cancelled) = no_hooks();
-    a.run(
-        &ids,
-        runs,
-        &Hooks {
-            progress: &progress,
-            cancelled: &cancelled,
-        },
-    )
-    .unwrap()
+    a.run(&ids, runs, &Hooks::NONE).unwrap()
 }
 
 /// Without noise the optimum is the truth, so only the optimiser's precision

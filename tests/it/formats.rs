@@ -5,10 +5,9 @@
 use scalepipe::fit::analysis::{Analysis, Hooks};
 use scalepipe::fit::bootstrap::BootstrapSettings;
 use scalepipe::fit::holdout::Holdout;
-use scalepipe::fit::optimize::Settings;
 use scalepipe::fit::table::{Run, Selection};
 use scalepipe::fit::{fit_json, predictions};
-use scalepipe::fit::{Form, FormKind, Grid, Irreducible, Observation, Variable};
+use scalepipe::fit::{Form, FormKind, Irreducible, Observation, Variable};
 
 use crate::harness::Workspace;
 
@@ -38,10 +37,6 @@ fn fit_json_reads_back_what_the_fit_wrote() {
     let (ids, runs) = study();
     let form = Form::new(FormKind::Chinchilla, Irreducible::Free);
     let analysis = Analysis {
-        form,
-        delta: 1e-3,
-        grid: Grid::default_for(&form),
-        optimizer: Settings::default(),
         budgets: vec![1e21],
         bootstrap: Some(BootstrapSettings {
             replicates: 8,
@@ -52,19 +47,9 @@ fn fit_json_reads_back_what_the_fit_wrote() {
             k: 3,
             by: Variable::N,
         }),
-        isoflop: None,
+        ..Analysis::new(form)
     };
-    let (progress, cancelled) = (|_: &str, _: u64, _: u64| {}, || false);
-    let report = analysis
-        .run(
-            &ids,
-            &runs,
-            &Hooks {
-                progress: &progress,
-                cancelled: &cancelled,
-            },
-        )
-        .unwrap();
+    let report = analysis.run(&ids, &runs, &Hooks::NONE).unwrap();
     let dir = tempfile::tempdir().unwrap();
     fit_json::write(dir.path(), &report).unwrap();
     let back = fit_json::read(dir.path()).unwrap();
@@ -133,26 +118,9 @@ fn predictions_read_back_what_the_fit_wrote() {
     };
     let included: Vec<Observation> = selection.included.iter().map(|&i| obs[i]).collect();
     let included_ids: Vec<String> = selection.included.iter().map(|&i| ids[i].clone()).collect();
-    let analysis = Analysis {
-        form,
-        delta: 1e-3,
-        grid: Grid::default_for(&form),
-        optimizer: Settings::default(),
-        budgets: Vec::new(),
-        bootstrap: None,
-        holdout: None,
-        isoflop: None,
-    };
-    let (progress, cancelled) = (|_: &str, _: u64, _: u64| {}, || false);
+    let analysis = Analysis::new(form);
     let report = analysis
-        .run(
-            &included_ids,
-            &included,
-            &Hooks {
-                progress: &progress,
-                cancelled: &cancelled,
-            },
-        )
+        .run(&included_ids, &included, &Hooks::NONE)
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     predictions::write(dir.path(), &form, &report, &runs, &selection).unwrap();
