@@ -69,12 +69,7 @@ impl Manifest {
                     ),
                 ));
             }
-            let rel = entry
-                .path()
-                .strip_prefix(out_dir)
-                .unwrap_or(entry.path())
-                .to_string_lossy()
-                .replace('\\', "/");
+            let rel = output_name(out_dir, entry.path());
             let meta = entry.metadata().map_err(std::io::Error::other)?;
             outputs.push(OutputFile {
                 path: rel,
@@ -108,4 +103,12 @@ pub fn unix_now() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// An output file's name in a manifest: its path under `out_dir`, with `/`.
+pub(crate) fn output_name(out_dir: &Path, path: &Path) -> String {
+    path.strip_prefix(out_dir)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .replace('\\', "/")
 }

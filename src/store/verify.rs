@@ -14,7 +14,7 @@ use std::path::Path;
 
 use walkdir::WalkDir;
 
-use super::manifest::mtime_ns;
+use super::manifest::{mtime_ns, output_name};
 use super::{Manifest, Store};
 use crate::digest::hash_file;
 
@@ -113,12 +113,7 @@ fn check_outputs(out_dir: &Path, manifest: &Manifest, depth: Depth) -> Result<()
             Some(p) => Problem::Missing(p.display().to_string()),
             None => Problem::Missing("out/".into()),
         })?;
-        let rel = entry
-            .path()
-            .strip_prefix(out_dir)
-            .unwrap_or(entry.path())
-            .to_string_lossy()
-            .replace('\\', "/");
+        let rel = output_name(out_dir, entry.path());
         let kind = entry.file_type();
         if kind.is_dir() {
             continue;
