@@ -4,6 +4,11 @@
 //! the data order is seeded, so both runs see identical models and batches; the
 //! losses differ only by floating-point reduction order.
 //!
+//! Then it measures the GPU alone on a larger transformer (d_model 512, 4 layers,
+//! context 256): steps per second, achieved GFLOP/s of the matrix products, and
+//! MFU against the GPU's FP32 peak (`SCALEPIPE_GPU_PEAK_TFLOPS`, default 67: an
+//! H100/H200 SXM without tensor cores, which cuBLAS's default FP32 GEMM does not use).
+//!
 //! Exit status 0 when every compared step agrees within the tolerance, 1 when not,
 //! 2 when this binary was built without the `cuda` feature.
 
@@ -45,7 +50,8 @@ fn main() {
             t
         })
         .collect();
-    let source = Source::stream(Tokens { ids, vocab }, 64, &[]);
+    let tokens = Tokens { ids, vocab };
+    let source = Source::stream(tokens.clone(), 64, &[]);
     let cfg = TrainConfig {
         spec: ModelSpec {
             arch: Arch::Transformer(TransformerSpec {
@@ -77,9 +83,10 @@ fn main() {
         let report = f(dir.path());
         let secs = start.elapsed().as_secs_f64();
         println!(
-            "{name}: {} steps in {secs:.2}s ({:.0} tokens/s), final loss {:.4}",
+            "{name}: {} steps in {secs:.2}s ({:.1} steps/s in the loop, {:.0} tokens/s), final loss {:.4}",
             report.steps,
-            report.d as f64 / secs,
+            report.steps as f64 / report.wall_time_s,
+            report.d as f64 / report.wall_time_s,
             report.final_loss
         );
         report
@@ -108,7 +115,49 @@ fn main() {
             a.step, a.loss, b.loss
         );
     }
-    if worst <= tolerance && gpu.curve.len() == cpu.curve.len() {
+    let agree = worst <= tolerance && gpu.curve.len() == cpu.curve.len();
+
+    // Throughput on the GPU alone, on a model large enough to keep it busy. The
+    // first steps load kernels, so two runs: a short one, then the measured one.
+    let big = TrainConfig {
+        spec: ModelSpec {
+            arch: Arch::Transformer(TransformerSpec {
+                vocab,
+                d_model: 512,
+                n_layers: 4,
+                n_heads: 8,
+                context: 256,
+                mlp_ratio: 4,
+                tied_embeddings: true,
+            }),
+            loss: LossKind::CrossEntropy,
+        },
+        batch_size: 32,
+        budget: Budget::Steps(30),
+        ..cfg.clone()
+    };
+    let big_source = Source::stream(tokens, 256, &[]);
+    let dev = dfdx::tensor::Cuda::try_build(0, 0).expect("CUDA device 0");
+    let warm = TrainConfig {
+        budget: Budget::Steps(2),
+        ..big.clone()
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    train(dev.clone(), &warm, &big_source, dir.path(), &hooks).expect("cuda warm-up");
+    let report = train(dev, &big, &big_source, dir.path(), &hooks).expect("cuda throughput run");
+    let peak_tflops: f64 = std::env::var("SCALEPIPE_GPU_PEAK_TFLOPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(67.0);
+    let gflops = report.flops_exact / report.wall_time_s / 1e9;
+    println!(
+        "cuda d512x4 ctx256 batch 32: {:.2} steps/s, {:.0} tokens/s, {gflops:.0} GFLOP/s, MFU {:.1}% of {peak_tflops} TFLOP/s FP32",
+        report.steps as f64 / report.wall_time_s,
+        report.d as f64 / report.wall_time_s,
+        100.0 * gflops / (peak_tflops * 1e3)
+    );
+
+    if agree {
         println!("OK: first {compared} losses agree within {tolerance} (worst {worst:.2e})");
     } else {
         println!("MISMATCH: worst difference {worst:.2e} > {tolerance}");
