@@ -176,13 +176,15 @@ fn slurm_key<'i>(
                 .map(|v| v.as_str().map(str::to_string).ok_or_else(expected))
                 .collect::<Result<_, _>>()?;
         }
-        other => return Err((
-            item,
-            format!(
+        other => {
+            return Err((
+                item,
+                format!(
                 "unknown key `{other}` in `[executor.slurm]` (expected partition, account, qos, \
                      max_jobs, poll, array_limit or sbatch_args)"
             ),
-        )),
+            ))
+        }
     }
     Ok(())
 }

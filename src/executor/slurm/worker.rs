@@ -5,7 +5,7 @@
 //! and reads neither the pipeline file nor the rest of the plan.
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::spec::{self, WorkerStatus};
@@ -84,6 +84,13 @@ pub fn run(path: &Path, cancel: &AtomicBool) -> Result<Outcome, WorkerError> {
             timeout: spec.timeout_s.map(Duration::from_secs_f64),
         }
         .execute(&store, &Claims::new(store.root()), cancel, &report)
+    };
+    // A signal (Slurm's time limit, scancel, preemption) also ends a stage's
+    // processes, which may make the stage fail on its own before it sees the
+    // flag: the submitter asks Slurm why, so the status says "signalled".
+    let outcome = match outcome {
+        Outcome::Failed { .. } if cancel.load(Ordering::Relaxed) => Outcome::Cancelled,
+        other => other,
     };
     match &outcome {
         Outcome::Executed => eprintln!("scalepipe worker: {} committed", spec.id),
