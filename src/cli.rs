@@ -122,6 +122,9 @@ struct SlurmArgs {
     /// Tasks of one job array running at once (`--array=...%N`).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     array_limit: Option<u32>,
+    /// One Slurm job per instance instead of a job array per stage and pass.
+    #[arg(long)]
+    no_arrays: bool,
     /// An argument passed to `sbatch` (repeat it; replaces the file's `sbatch_args`).
     #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
     sbatch_args: Vec<String>,
@@ -144,6 +147,7 @@ impl SlurmArgs {
             poll,
             array_limit: self.array_limit,
             sbatch_args: (!self.sbatch_args.is_empty()).then_some(self.sbatch_args),
+            arrays: self.no_arrays.then_some(false),
         })
     }
 }

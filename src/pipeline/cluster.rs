@@ -49,6 +49,9 @@ pub struct SlurmOptions {
     pub array_limit: Option<u32>,
     /// Passed to `sbatch` as they are, before the script.
     pub sbatch_args: Vec<String>,
+    /// Whether instances of a stage ready together go as one job array
+    /// (`false`: one job per instance).
+    pub arrays: bool,
 }
 
 impl Default for SlurmOptions {
@@ -61,6 +64,7 @@ impl Default for SlurmOptions {
             poll: Duration::from_secs(5),
             array_limit: None,
             sbatch_args: Vec::new(),
+            arrays: true,
         }
     }
 }
@@ -75,6 +79,7 @@ pub struct SlurmOverrides {
     pub poll: Option<Duration>,
     pub array_limit: Option<u32>,
     pub sbatch_args: Option<Vec<String>>,
+    pub arrays: Option<bool>,
 }
 
 impl SlurmOverrides {
@@ -97,6 +102,9 @@ impl SlurmOverrides {
         }
         if self.array_limit.is_some() {
             options.array_limit = self.array_limit;
+        }
+        if let Some(arrays) = self.arrays {
+            options.arrays = arrays;
         }
         if let Some(args) = &self.sbatch_args {
             options.sbatch_args.clone_from(args);
@@ -151,6 +159,11 @@ fn slurm_key<'i>(
     };
     match key {
         "partition" => options.partition = Some(string()?),
+        "arrays" => {
+            options.arrays = item
+                .as_bool()
+                .ok_or((item, "`arrays` must be true or false".to_string()))?
+        }
         "account" => options.account = Some(string()?),
         "qos" => options.qos = Some(string()?),
         "max_jobs" => options.max_jobs = positive()? as usize,
@@ -181,7 +194,7 @@ fn slurm_key<'i>(
                 item,
                 format!(
                 "unknown key `{other}` in `[executor.slurm]` (expected partition, account, qos, \
-                     max_jobs, poll, array_limit or sbatch_args)"
+                     max_jobs, poll, array_limit, arrays or sbatch_args)"
             ),
             ))
         }

@@ -448,3 +448,50 @@ cmd = "sleep 0.5; echo hello > out.txt"
         .expect("the workers wrote a status file");
     assert!(status.contains("\"outcome\""), "{status}");
 }
+
+/// Where a stage runs and what a cluster gives it is not what it computes.
+#[test]
+fn placement_keys_stay_out_of_the_fingerprint_and_bad_values_are_located() {
+    let ws = Workspace::new();
+    let base = "[pipeline]\nname = \"p\"\n\n[stages.a]\nkind = \"command\"\ncmd = \"true\"\n";
+    ws.write("a.toml", base);
+    ws.write(
+        "b.toml",
+        &format!("{base}mem = \"4G\"\ntime = \"01:00:00\"\ngpus = 1\nretries = 2\nexecutor = \"local\"\n\n[executor.slurm]\npartition = \"x\"\nmax_jobs = 3\npoll = \"1s\"\narray_limit = 2\nsbatch_args = [\"--exclusive\"]\n"),
+    );
+    let fingerprint = |file: &str| {
+        ws.run(&["plan", file, "--json"]).success().json()["stages"][0]["fingerprint"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(fingerprint("a.toml"), fingerprint("b.toml"));
+
+    for (line, expected) in [
+        ("mem = \"4GB\"", "`mem` must be an amount of memory"),
+        ("time = \"1h\"", "`time` must be a Slurm time limit"),
+        (
+            "executor = \"cloud\"",
+            "`executor` must be \"local\" or \"slurm\"",
+        ),
+        ("retries = -1", "`retries` must be an integer"),
+    ] {
+        ws.write("bad.toml", &format!("{base}{line}\n"));
+        let out = ws.run(&["plan", "bad.toml"]);
+        assert_eq!(out.code, 2, "{out:#?}");
+        assert!(out.stderr.contains(expected), "{line}: {}", out.stderr);
+        assert!(out.stderr.contains("bad.toml:7:"), "{line}: {}", out.stderr);
+    }
+    ws.write(
+        "bad.toml",
+        &format!("{base}\n[executor.slurm]\nmax_job = 3\n"),
+    );
+    let out = ws.run(&["plan", "bad.toml"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("unknown key `max_job` in `[executor.slurm]`"),
+        "{}",
+        out.stderr
+    );
+}

@@ -166,6 +166,10 @@ impl Submitter<'_, '_> {
         let mut groups: Vec<Vec<usize>> = Vec::new();
         let mut group_of: HashMap<(usize, usize, bool), usize> = HashMap::new();
         for &index in ready {
+            if !self.exec.slurm.arrays {
+                groups.push(vec![index]);
+                continue;
+            }
             let inst = &plan.instances[index];
             let class = (inst.stage_index, inst.resources.threads, inst.resources.gpu);
             let g = *group_of.entry(class).or_insert_with(|| {
