@@ -62,3 +62,8 @@ bench-compare *args:
 # Markdown tables from compare.sh's raw measurements.
 bench-report raw="bench/work/raw.tsv":
     python3 bench/engine/report.py {{raw}}
+
+# Slurm executor: 1,000 trivial instances through the one-node cluster (arrays,
+# single jobs) vs local, plain sbatch and Snakemake's slurm plugin (as root).
+bench-slurm *args:
+    bash bench/slurm/run.sh {{args}}

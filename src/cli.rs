@@ -9,9 +9,10 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::executor::{Decision, Event, Status};
+use crate::executor::{Decision, Event, Outcome, Status};
 use crate::graph::{render, GraphFormat, Plan};
 use crate::observer::TerminalReporter;
+use crate::pipeline::{ExecutorKind, SlurmOverrides};
 use crate::workspace::{RunOptions, Workspace};
 
 /// Declarative scaling-law experiments: datasets, training, evaluation, power-law
@@ -49,6 +50,16 @@ enum Command {
         /// Print one JSON object describing the run on stdout.
         #[arg(long)]
         json: bool,
+        /// Where stage instances run: here, or as Slurm jobs (`sbatch`).
+        #[arg(long, value_enum, default_value = "local")]
+        executor: ExecutorKind,
+        #[command(flatten)]
+        slurm: SlurmArgs,
+    },
+    /// Execute one instance from the job spec a Slurm run wrote (what its jobs run).
+    Worker {
+        /// The job spec, `.scalepipe/slurm/<run>/<batch>/<task>.json`.
+        spec: PathBuf,
     },
     /// Show what a run would do with each instance, and why.
     Plan {
@@ -90,6 +101,57 @@ enum Command {
     },
 }
 
+/// `[executor.slurm]` options on the command line; each replaces the file's.
+#[derive(Debug, clap::Args)]
+struct SlurmArgs {
+    /// Slurm partition (`sbatch --partition`).
+    #[arg(long, value_name = "NAME")]
+    partition: Option<String>,
+    /// Slurm account (`sbatch --account`).
+    #[arg(long, value_name = "NAME")]
+    account: Option<String>,
+    /// Slurm quality of service (`sbatch --qos`).
+    #[arg(long, value_name = "NAME")]
+    qos: Option<String>,
+    /// Instances in flight on Slurm at most [default: 500].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_jobs: Option<u64>,
+    /// Seconds between two `squeue` polls [default: 5].
+    #[arg(long, value_name = "SECONDS")]
+    poll: Option<f64>,
+    /// Tasks of one job array running at once (`--array=...%N`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    array_limit: Option<u32>,
+    /// One Slurm job per instance instead of a job array per stage and pass.
+    #[arg(long)]
+    no_arrays: bool,
+    /// An argument passed to `sbatch` (repeat it; replaces the file's `sbatch_args`).
+    #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
+    sbatch_args: Vec<String>,
+}
+
+impl SlurmArgs {
+    fn overrides(self) -> Result<SlurmOverrides, Error> {
+        let poll = match self.poll {
+            Some(s) if !(s.is_finite() && s > 0.0 && s < 1e6) => {
+                return Err(Error::Usage(format!("--poll {s}: expected seconds > 0")))
+            }
+            Some(s) => Some(std::time::Duration::from_secs_f64(s)),
+            None => None,
+        };
+        Ok(SlurmOverrides {
+            partition: self.partition,
+            account: self.account,
+            qos: self.qos,
+            max_jobs: self.max_jobs.map(|n| n as usize),
+            poll,
+            array_limit: self.array_limit,
+            sbatch_args: (!self.sbatch_args.is_empty()).then_some(self.sbatch_args),
+            arrays: self.no_arrays.then_some(false),
+        })
+    }
+}
+
 impl Command {
     /// The pipeline file the command reads, if any.
     fn file(&self) -> Option<&Path> {
@@ -98,6 +160,7 @@ impl Command {
                 Some(file)
             }
             Command::Status
+            | Command::Worker { .. }
             | Command::Gc { .. }
             | Command::Verify { .. }
             | Command::Kinds { .. } => None,
@@ -201,6 +264,8 @@ fn execute(cli: Cli) -> Result<(), Error> {
             force,
             verify,
             json,
+            executor,
+            slurm,
         } => run(
             &workspace,
             &file,
@@ -210,9 +275,12 @@ fn execute(cli: Cli) -> Result<(), Error> {
                 keep_going,
                 force,
                 verify,
+                executor,
+                slurm: slurm.overrides()?,
             },
             json,
         ),
+        Command::Worker { spec } => worker(&spec),
         Command::Plan { file, force, json } => plan(&workspace, &file, force, json),
         Command::Dag { file, format } => dag(&workspace, &file, format),
         Command::Status => status(&workspace),
@@ -267,6 +335,10 @@ struct RunSummary<'a> {
     pipeline: &'a str,
     record: &'a Path,
     skipped: Vec<&'a str>,
+    /// Slurm jobs the run submitted (array tasks counted one each); absent
+    /// for a local run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slurm_jobs: Option<usize>,
 }
 
 fn run(
@@ -311,6 +383,13 @@ fn run(
             pipeline: &plan.pipeline.name,
             record: &done.record_path,
             skipped: done.ids(Status::Skipped),
+            slurm_jobs: done.record.executor.as_ref().map(|_| {
+                done.record
+                    .instances
+                    .iter()
+                    .map(|i| i.slurm_jobs.len())
+                    .sum()
+            }),
         };
         let line = serde_json::to_string(&summary).map_err(std::io::Error::from);
         println!(
@@ -338,6 +417,18 @@ fn run(
         return Err(Error::StagesFailed { failed });
     }
     Ok(())
+}
+
+/// `scalepipe worker SPEC`: exit 0 when the entry is committed (or was
+/// already), 1 when the stage failed, 130 when a signal stopped it.
+fn worker(spec: &Path) -> Result<(), Error> {
+    let _ = ctrlc::set_handler(|| CANCEL.store(true, Ordering::SeqCst));
+    match crate::executor::slurm::worker::run(spec, &CANCEL) {
+        Ok(Outcome::Executed | Outcome::Reused) => Ok(()),
+        Ok(Outcome::Failed { .. }) => Err(Error::StagesFailed { failed: 1 }),
+        Ok(Outcome::Cancelled) => Err(Error::Interrupted),
+        Err(e) => Err(Error::Usage(format!("scalepipe worker: {e}"))),
+    }
 }
 
 fn plan(workspace: &Workspace, file: &Path, force: bool, json: bool) -> Result<(), Error> {

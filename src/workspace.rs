@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::executor::{decide, Claims, Decision, Event, Executor, InstanceResult, Status};
 use crate::graph::Plan;
 use crate::observer::{InstanceRecord, RunRecord};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{ExecutorKind, Pipeline, SlurmOverrides};
 use crate::stages::{ENV_RUN_PID, ENV_WORKSPACE};
 use crate::store::{
     durable, unix_now, BadEntry, Depth, Listing, PipelineState, ResultsView, StateEntry, Store,
@@ -32,6 +32,10 @@ pub struct RunOptions {
     pub force: bool,
     /// Re-hash every cached entry the run uses, not only quick-check it.
     pub verify: bool,
+    /// Where instances run (`--executor`).
+    pub executor: ExecutorKind,
+    /// `[executor.slurm]` options given on the command line.
+    pub slurm: SlurmOverrides,
 }
 
 /// A finished run: the record written to `run.json`, plus where it went.
@@ -261,12 +265,15 @@ impl Workspace {
         for message in &warnings {
             report(&Event::Warning { message });
         }
+        let slurm = options.slurm.apply(&plan.pipeline.slurm);
         let executor = Executor {
             plan,
             store: &self.store,
             jobs: options.jobs,
             keep_going: options.keep_going,
             cancel,
+            executor: options.executor,
+            slurm: &slurm,
         };
         let results = executor
             .run(&decisions, report)
@@ -285,6 +292,10 @@ impl Workspace {
             duration_s: clock.elapsed().as_secs_f64(),
             jobs: options.jobs,
             interrupted: cancel.load(std::sync::atomic::Ordering::Relaxed),
+            executor: match options.executor {
+                ExecutorKind::Local => None,
+                ExecutorKind::Slurm => Some("slurm".to_string()),
+            },
             instances: plan
                 .instances
                 .iter()
@@ -299,6 +310,7 @@ impl Workspace {
                     reason: decision.reason().to_string(),
                     duration_s: result.duration.as_secs_f64(),
                     error: result.error.clone(),
+                    slurm_jobs: result.jobs.clone(),
                 })
                 .collect(),
         };
@@ -509,6 +521,8 @@ impl Workspace {
         }
         if !dry_run {
             let _ = std::fs::remove_dir_all(self.store.root().join("failed"));
+            // Job specs, status files and Slurm output of finished Slurm runs.
+            let _ = std::fs::remove_dir_all(self.store.root().join("slurm"));
         }
         Ok(GcReport {
             removed,

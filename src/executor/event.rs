@@ -27,6 +27,15 @@ pub enum Event<'a> {
     Cached { id: &'a str },
     /// An instance started on `threads` threads.
     StageStarted { id: &'a str, threads: usize },
+    /// Instances of a stage were submitted to Slurm as one job (an array when
+    /// `count` > 1).
+    Submitted {
+        stage: &'a str,
+        job: &'a str,
+        count: usize,
+    },
+    /// The Slurm jobs of the run in flight changed: waiting in the queue, running.
+    Queue { queued: usize, running: usize },
     /// Progress of a running instance.
     Progress {
         id: &'a str,

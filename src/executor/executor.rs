@@ -6,19 +6,20 @@
 //! Each instance executes under its fingerprint's claim ([`Claims`]), so no two
 //! executions of one fingerprint overlap, and with its stage's `timeout`.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::claim::{Claims, Taken};
+use super::attempt::{Attempt, Report};
+use super::claim::Claims;
 use super::scheduler::Scheduler;
 use super::{Decision, Event, Outcome};
 use crate::graph::Plan;
-use crate::stages::{InputRef, StageContext, StageError, ENV_RUN_PID, ENV_WORKSPACE};
-use crate::store::{unix_now, Depth, Manifest, Pending, Store};
+use crate::pipeline::{ExecutorKind, SlurmOptions};
+use crate::stages::InputRef;
+use crate::store::Store;
 
 /// What happened to one instance in a run. In the run record it is written
 /// `executed`, `cached`, `failed`, `skipped` or `not-run`.
@@ -41,6 +42,9 @@ pub struct InstanceResult {
     pub duration: Duration,
     /// Error message of a failure, or which input's failure skipped it.
     pub error: Option<String>,
+    /// Slurm job ids it ran as (`123`, or `123_4` for an array task), one per
+    /// submission: resubmissions after Slurm killed it add one each.
+    pub jobs: Vec<String>,
 }
 
 impl InstanceResult {
@@ -49,38 +53,54 @@ impl InstanceResult {
             status,
             duration,
             error,
+            jobs: Vec::new(),
         }
     }
 }
 
-/// Where events go.
-type Report<'r> = &'r (dyn Fn(&Event) + Sync);
+impl RunState {
+    /// Every instance's result; those without one did not run.
+    pub(super) fn into_results(self) -> Vec<InstanceResult> {
+        self.results
+            .into_iter()
+            .map(|result| {
+                result.unwrap_or(InstanceResult::new(Status::NotRun, Duration::ZERO, None))
+            })
+            .collect()
+    }
+}
 
 /// Runs a plan against a store.
 pub struct Executor<'a> {
     pub plan: &'a Plan,
     pub store: &'a Store,
+    /// Threads of the local pool (in a Slurm run, for `executor = "local"` stages).
     pub jobs: usize,
     pub keep_going: bool,
     pub cancel: &'a AtomicBool,
+    /// Where instances run: here, or as Slurm jobs (`slurm` says how).
+    pub executor: ExecutorKind,
+    pub slurm: &'a SlurmOptions,
 }
 
 /// A finished instance, sent from its pool thread to the scheduling thread.
-struct Done {
-    index: usize,
-    duration: Duration,
-    outcome: Outcome,
+pub(super) struct Done {
+    pub(super) index: usize,
+    pub(super) duration: Duration,
+    pub(super) outcome: Outcome,
+    /// The Slurm jobs it ran as.
+    pub(super) jobs: Vec<String>,
 }
 
 /// The bookkeeping of one run.
-struct RunState {
+pub(super) struct RunState {
     /// Each instance's result, once it has one.
-    results: Vec<Option<InstanceResult>>,
+    pub(super) results: Vec<Option<InstanceResult>>,
     /// Inputs still to finish before each instance may start.
     waiting: Vec<usize>,
-    scheduler: Scheduler,
+    pub(super) scheduler: Scheduler,
     /// Set by a failure without `--keep-going` or by Ctrl-C: start nothing more.
-    stopping: bool,
+    pub(super) stopping: bool,
 }
 
 impl Executor<'_> {
@@ -91,20 +111,17 @@ impl Executor<'_> {
         decisions: &[Decision],
         report: Report,
     ) -> std::io::Result<Vec<InstanceResult>> {
+        if self.executor == ExecutorKind::Slurm {
+            return super::slurm::run(self, decisions, report);
+        }
         let plan = self.plan;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(self.jobs.max(1))
-            .thread_name(|i| format!("scalepipe-stage-{i}"))
-            .build()
-            .map_err(|e| {
-                std::io::Error::other(format!("cannot start {} stage threads: {e}", self.jobs))
-            })?;
+        let pool = self.pool()?;
         let to_run = decisions.iter().filter(|d| d.runs()).count();
         report(&Event::RunStarted {
             total: plan.instances.len(),
             to_run,
         });
-        let mut run = self.start(decisions, report);
+        let mut run = self.start(decisions, Scheduler::new(self.jobs), report);
         let claims = Claims::new(self.store.root());
         let claims = &claims;
         let (tx, rx) = mpsc::channel::<Done>();
@@ -126,6 +143,7 @@ impl Executor<'_> {
                         index,
                         duration: start.elapsed(),
                         outcome,
+                        jobs: Vec::new(),
                     });
                 });
             }
@@ -140,24 +158,34 @@ impl Executor<'_> {
             }
         });
         report(&Event::RunFinished);
-        Ok(run
-            .results
-            .into_iter()
-            .map(|result| {
-                result.unwrap_or(InstanceResult::new(Status::NotRun, Duration::ZERO, None))
+        Ok(run.into_results())
+    }
+
+    /// The rayon pool of `--jobs` threads stages run on.
+    pub(super) fn pool(&self) -> std::io::Result<rayon::ThreadPool> {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(self.jobs.max(1))
+            .thread_name(|i| format!("scalepipe-stage-{i}"))
+            .build()
+            .map_err(|e| {
+                std::io::Error::other(format!("cannot start {} stage threads: {e}", self.jobs))
             })
-            .collect())
     }
 
     /// Marks the cached instances done and queues every instance whose inputs are.
     /// Cached instances are done from the start: their entries do not need their
     /// inputs.
-    fn start(&self, decisions: &[Decision], report: Report) -> RunState {
+    pub(super) fn start(
+        &self,
+        decisions: &[Decision],
+        scheduler: Scheduler,
+        report: Report,
+    ) -> RunState {
         let plan = self.plan;
         let mut run = RunState {
             results: vec![None; plan.instances.len()],
             waiting: plan.instances.iter().map(|i| i.inputs.len()).collect(),
-            scheduler: Scheduler::new(self.jobs),
+            scheduler,
             stopping: false,
         };
         for (i, decision) in decisions.iter().enumerate() {
@@ -185,7 +213,7 @@ impl Executor<'_> {
 
     /// Records an instance that ended: frees its resources, queues the consumers it
     /// was the last input of, or skips them after a failure.
-    fn finished(&self, run: &mut RunState, done: Done, report: Report) {
+    pub(super) fn finished(&self, run: &mut RunState, done: Done, report: Report) {
         let plan = self.plan;
         let inst = &plan.instances[done.index];
         run.scheduler.finish(inst.resources);
@@ -220,7 +248,9 @@ impl Executor<'_> {
                 (Status::NotRun, Some("interrupted".into()))
             }
         };
-        run.results[done.index] = Some(InstanceResult::new(status, done.duration, error));
+        let mut result = InstanceResult::new(status, done.duration, error);
+        result.jobs = done.jobs;
+        run.results[done.index] = Some(result);
     }
 
     /// Marks everything downstream of a failed instance as skipped.
@@ -249,160 +279,35 @@ impl Executor<'_> {
         }
     }
 
-    /// Runs one instance into a fresh entry and commits it, holding its
-    /// fingerprint's claim from before it starts until after the commit.
-    fn execute(&self, index: usize, threads: usize, claims: &Claims, report: Report) -> Outcome {
+    /// Runs one instance into a fresh entry and commits it (see [`Attempt`]).
+    pub(super) fn execute(
+        &self,
+        index: usize,
+        threads: usize,
+        claims: &Claims,
+        report: Report,
+    ) -> Outcome {
         let inst = &self.plan.instances[index];
-        let claim = match claims.take(&inst.fingerprint, || self.cancel.load(Ordering::Relaxed)) {
-            Ok(Taken::Claimed(claim)) => claim,
-            Ok(Taken::AfterWaiting(claim)) => {
-                if self.store.contains(&inst.fingerprint) {
-                    return Outcome::Reused;
-                }
-                claim
-            }
-            Ok(Taken::Stopped) => return Outcome::Cancelled,
-            Err(e) => {
-                return Outcome::Failed {
-                    message: format!("cannot claim {}: {e}", inst.fingerprint),
-                    log: claims.dir().to_path_buf(),
-                }
-            }
-        };
-        let claim = Mutex::new(claim);
-        let record_group = |pgid: u32| {
-            if let Ok(mut claim) = claim.lock() {
-                let _ = claim.record_group(pgid);
-            }
-        };
-        let started = unix_now();
-        let clock = Instant::now();
-        let pending = match self.store.begin(&inst.fingerprint) {
-            Ok(pending) => pending,
-            Err(e) => {
-                return Outcome::Failed {
-                    message: format!("cannot create a store entry: {e}"),
-                    log: self.store.root().to_path_buf(),
-                }
-            }
-        };
         let inputs = self.input_refs(index);
-        let out_dir = pending.out_dir();
-        let log = std::fs::File::create(pending.log_path()).ok();
-        let progress = |pos: u64, len: u64, message: &str| {
-            report(&Event::Progress {
-                id: &inst.id,
-                pos,
-                len,
-                message,
-            })
-        };
-        let warn = |message: &str| {
-            report(&Event::StageWarning {
-                id: &inst.id,
-                message,
-            })
-        };
         let params = self.plan.params(index);
-        let ctx = StageContext::new(
-            &inst.id,
-            &out_dir,
-            &inputs,
-            &params,
+        Attempt {
+            id: &inst.id,
+            stage: &inst.stage_name,
+            pipeline: &self.plan.pipeline.name,
+            pipeline_file: self.plan.pipeline.source.path(),
+            fingerprint: &inst.fingerprint,
+            key: &inst.key,
+            job: inst.job.as_ref(),
+            params: &params,
+            inputs: &inputs,
             threads,
-            self.cancel,
-            &progress,
-            log,
-        )
-        .with_timeout(self.plan.pipeline.stages[inst.stage_index].timeout)
-        .with_env(self.stage_env())
-        .with_group_hook(&record_group)
-        .with_warnings(&warn)
-        .with_pipeline_file(self.plan.pipeline.source.path());
-        let result =
-            catch_unwind(AssertUnwindSafe(|| inst.job.run(&ctx))).unwrap_or_else(|panic| {
-                Err(StageError::msg(format!(
-                    "the stage panicked: {}",
-                    panic_message(panic.as_ref())
-                )))
-            });
-        // Inputs are committed entries other stages and runs read too: a stage
-        // that wrote into one fails, and the entry is quarantined.
-        let result = match (result, self.damaged_input(index)) {
-            (Err(StageError::Cancelled), _) => Err(StageError::Cancelled),
-            (_, Some(message)) => Err(StageError::msg(message)),
-            (result, None) => result,
-        };
-        match result {
-            Ok(()) => {
-                drop(ctx);
-                let manifest = Manifest::hash_outputs(&out_dir).map(|outputs| Manifest {
-                    fingerprint: inst.fingerprint.clone(),
-                    pipeline: self.plan.pipeline.name.clone(),
-                    stage: inst.stage_name.to_string(),
-                    id: inst.id.clone(),
-                    key: inst.key.clone(),
-                    started,
-                    finished: unix_now(),
-                    duration_s: clock.elapsed().as_secs_f64(),
-                    threads,
-                    scalepipe_version: env!("CARGO_PKG_VERSION").to_string(),
-                    outputs,
-                });
-                match manifest {
-                    Ok(manifest) => self.commit(pending, &manifest),
-                    Err(e) => Outcome::Failed {
-                        message: format!("cannot read outputs: {e}"),
-                        log: self.store.keep_failed(pending),
-                    },
-                }
-            }
-            Err(StageError::Cancelled)
-                if ctx.timed_out().is_some() && !self.cancel.load(Ordering::Relaxed) =>
-            {
-                let timeout = ctx.timed_out().unwrap_or_default();
-                let message = format!(
-                    "timed out after {}",
-                    crate::numfmt::duration(timeout.as_secs_f64())
-                );
-                ctx.log(&format!("error: {message}"));
-                drop(ctx);
-                let dir = self.store.keep_failed(pending);
-                Outcome::Failed {
-                    message,
-                    log: dir.join("log.txt"),
-                }
-            }
-            Err(StageError::Cancelled) => {
-                drop(ctx);
-                self.store.discard(pending);
-                Outcome::Cancelled
-            }
-            Err(e) => {
-                ctx.log(&format!("error: {e}"));
-                drop(ctx);
-                let dir = self.store.keep_failed(pending);
-                Outcome::Failed {
-                    message: e.to_string(),
-                    log: dir.join("log.txt"),
-                }
-            }
+            timeout: self.plan.pipeline.stages[inst.stage_index].timeout,
         }
-    }
-
-    /// Variables exported to every process a stage starts: the workspace and this
-    /// run's pid, so that `scalepipe run` inside a stage can refuse to wait for
-    /// the lock this run holds.
-    fn stage_env(&self) -> Vec<(String, String)> {
-        let workspace = self.store.root().parent().unwrap_or(self.store.root());
-        vec![
-            (ENV_WORKSPACE.into(), workspace.display().to_string()),
-            (ENV_RUN_PID.into(), std::process::id().to_string()),
-        ]
+        .execute(self.store, claims, self.cancel, report)
     }
 
     /// What an instance is told about each of its inputs.
-    fn input_refs(&self, index: usize) -> Vec<InputRef> {
+    pub(super) fn input_refs(&self, index: usize) -> Vec<InputRef> {
         self.plan.instances[index]
             .inputs
             .iter()
@@ -419,45 +324,4 @@ impl Executor<'_> {
             })
             .collect()
     }
-
-    /// Quick-checks (sizes, times, file list) every input entry of an instance
-    /// after it ran; the first damaged one is quarantined and described.
-    fn damaged_input(&self, index: usize) -> Option<String> {
-        let inst = &self.plan.instances[index];
-        for &input in &inst.inputs {
-            let up = &self.plan.instances[input];
-            if let Err(bad) = self.store.check(&up.fingerprint, Depth::Quick) {
-                let moved = self.store.quarantine(&up.fingerprint, &bad.to_string());
-                let whereto = moved.map_or_else(
-                    |e| format!("could not be quarantined: {e}"),
-                    |dir| format!("moved to {}", dir.display()),
-                );
-                return Some(format!(
-                    "input `{}` changed while this stage ran: {} ({whereto}); stages must not write into their inputs",
-                    up.id, bad.problem
-                ));
-            }
-        }
-        None
-    }
-
-    /// Moves a finished entry into the store under its manifest.
-    fn commit(&self, pending: Pending, manifest: &Manifest) -> Outcome {
-        match self.store.commit(pending, manifest) {
-            Ok(()) => Outcome::Executed,
-            Err(e) => Outcome::Failed {
-                message: format!("cannot commit the store entry: {e}"),
-                log: self.store.root().to_path_buf(),
-            },
-        }
-    }
-}
-
-/// The message a panicking stage gave, if it is text.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|text| text.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
 }

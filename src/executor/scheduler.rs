@@ -21,6 +21,9 @@ pub(super) struct Scheduler {
     threads_in_use: usize,
     gpu_in_use: bool,
     running: usize,
+    /// A cluster's budget: every instance counts one against `jobs` (the
+    /// instances in flight), whatever its threads, and GPUs are not exclusive.
+    per_instance: bool,
 }
 
 impl Scheduler {
@@ -31,6 +34,16 @@ impl Scheduler {
             threads_in_use: 0,
             gpu_in_use: false,
             running: 0,
+            per_instance: false,
+        }
+    }
+
+    /// A scheduler that keeps at most `in_flight` instances started, each
+    /// counting one (a cluster places them; `max_jobs` of a Slurm run).
+    pub(super) fn per_instance(in_flight: usize) -> Scheduler {
+        Scheduler {
+            per_instance: true,
+            ..Scheduler::new(in_flight)
         }
     }
 
@@ -40,6 +53,9 @@ impl Scheduler {
     }
 
     fn class(&self, resources: Resources) -> ResourceClass {
+        if self.per_instance {
+            return (1, false);
+        }
         (self.threads(resources), resources.gpu)
     }
 

@@ -20,6 +20,10 @@ pub struct InstanceRecord {
     pub duration_s: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The Slurm jobs it ran as (`123`, `123_4` for an array task), one per
+    /// submission.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slurm_jobs: Vec<String>,
 }
 
 /// `results/<pipeline>/run.json`.
@@ -34,6 +38,9 @@ pub struct RunRecord {
     pub duration_s: f64,
     pub jobs: usize,
     pub interrupted: bool,
+    /// `"slurm"` for a run through Slurm; absent for a local run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<String>,
     /// Warnings of the run (damaged entries quarantined, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,

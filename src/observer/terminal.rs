@@ -99,14 +99,33 @@ impl TerminalReporter {
                 if self.tty && *to_run > 0 {
                     let bar = self.multi.add(ProgressBar::new(*to_run as u64));
                     bar.set_style(
-                        ProgressStyle::with_template("{elapsed:>6} [{bar:30}] {pos}/{len} stages")
-                            .expect("valid template")
-                            .progress_chars("=> "),
+                        ProgressStyle::with_template(
+                            "{elapsed:>6} [{bar:30}] {pos}/{len} stages {msg}",
+                        )
+                        .expect("valid template")
+                        .progress_chars("=> "),
                     );
                     *self.overall.lock().expect("lock") = Some(bar);
                 }
             }
             Event::Cached { .. } => {}
+            Event::Submitted { stage, job, count } => {
+                if !self.quiet {
+                    let what = if *count > 1 {
+                        format!("{count} instances of {stage} as Slurm array job {job}")
+                    } else {
+                        format!("1 instance of {stage} as Slurm job {job}")
+                    };
+                    self.line(&format!("  submitted {what}"));
+                }
+            }
+            Event::Queue { queued, running } => {
+                let text = format!("slurm: {queued} queued, {running} running");
+                match self.overall.lock().expect("lock").as_ref() {
+                    Some(bar) => bar.set_message(text),
+                    None => self.line(&format!("  {text}")),
+                }
+            }
             Event::StageStarted { id, threads } => {
                 if self.tty {
                     let bar = self.multi.add(ProgressBar::new_spinner());

@@ -3,12 +3,14 @@
 //! The first pass of the engine. It keeps every span from the file so that any
 //! later pass can point at the line that caused an error ([`Diagnostic`]).
 
+mod cluster;
 mod diagnostic;
 mod parse;
 mod source;
 mod sweep;
 mod value;
 
+pub use cluster::{ExecutorKind, Placement, SlurmOptions, SlurmOverrides};
 pub use diagnostic::Diagnostic;
 pub use parse::{Pipeline, StageDef};
 pub use source::{Source, Span};

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use toml_edit::{Item, TableLike};
 
+use super::cluster::{self, Placement, SlurmOptions};
 use super::sweep::Axis;
 use super::value::{from_edit, from_item};
 use super::{Diagnostic, Source, Span, Sweep, SweepMode};
@@ -17,6 +18,7 @@ use crate::stages::{self, Kind};
 /// Keys of a stage table that belong to the engine, not to the kind.
 /// `timeout` is the engine's too: how long an instance may run is not part of what
 /// it computes, so it stays out of the fingerprint (changing it re-runs nothing).
+/// So are where it runs and what a cluster gives it (`super::cluster`).
 const ENGINE_KEYS: &[&str] = &[
     "kind",
     "inputs",
@@ -24,6 +26,11 @@ const ENGINE_KEYS: &[&str] = &[
     "sweep",
     "sweep_mode",
     "timeout",
+    "executor",
+    "mem",
+    "time",
+    "gpus",
+    "retries",
 ];
 
 /// A validated pipeline file.
@@ -37,6 +44,8 @@ pub struct Pipeline {
     pub base_dir: PathBuf,
     /// Stages in file order.
     pub stages: Vec<StageDef>,
+    /// `[executor.slurm]`, defaults when absent.
+    pub slurm: SlurmOptions,
 }
 
 /// One `[stages.<name>]` table.
@@ -57,6 +66,8 @@ pub struct StageDef {
     pub sweep: Option<Sweep>,
     /// How long one instance may run before it fails with "timed out after ...".
     pub timeout: Option<std::time::Duration>,
+    /// Where it runs and what it asks a cluster for.
+    pub placement: Placement,
 }
 
 impl StageDef {
@@ -137,13 +148,31 @@ impl Parser<'_> {
         let root = doc.as_table();
 
         for (key, _) in root.iter() {
-            if key != "pipeline" && key != "stages" {
+            if key != "pipeline" && key != "stages" && key != "executor" {
                 return Err(self.error(
                     key_span(root, key),
-                    format!("unknown top-level key `{key}` (expected `[pipeline]` and `[stages.<name>]` tables)"),
+                    format!("unknown top-level key `{key}` (expected `[pipeline]`, `[stages.<name>]` and `[executor.slurm]` tables)"),
                 ));
             }
         }
+        let slurm = match root.get("executor") {
+            None => SlurmOptions::default(),
+            Some(item) => {
+                let table = item.as_table_like().ok_or_else(|| {
+                    self.error(
+                        item.span(),
+                        "`executor` must be a table: `[executor.slurm]`",
+                    )
+                })?;
+                cluster::executor_table(table).map_err(|(key, at, message)| {
+                    let span = at
+                        .and_then(|i| i.span())
+                        .or_else(|| key.and_then(|k| key_span(table, k)))
+                        .or_else(|| item.span());
+                    self.error(span, message)
+                })?
+            }
+        };
 
         let header = root
             .get("pipeline")
@@ -191,6 +220,7 @@ impl Parser<'_> {
             source: self.source.clone(),
             base_dir,
             stages,
+            slurm,
         })
     }
 
@@ -317,13 +347,17 @@ impl Parser<'_> {
 
         let timeout = match table.get("timeout") {
             None => None,
-            Some(item) => Some(timeout(item).ok_or_else(|| {
+            Some(item) => Some(duration(item).ok_or_else(|| {
                 in_stage(self.error(
                     item.span().or(key_span(table, "timeout")),
                     "`timeout` must be a duration such as \"30s\", \"5m\", \"2h\" or \"500ms\", or a number of seconds > 0",
                 ))
             })?),
         };
+
+        let placement = cluster::placement(table).map_err(|(item, message)| {
+            in_stage(self.error(item.span().or(span.clone()), message))
+        })?;
 
         let mut params = toml::Table::new();
         let mut param_spans = HashMap::new();
@@ -355,6 +389,7 @@ impl Parser<'_> {
             param_spans,
             sweep,
             timeout,
+            placement,
         })
     }
 
@@ -560,9 +595,10 @@ fn syntax_message(message: &str) -> String {
     }
 }
 
-/// A stage's `timeout`: seconds as a number, or a string with a unit (`ms`, `s`,
-/// `m`, `h`). `None` when it is not a positive, finite duration.
-fn timeout(item: &Item) -> Option<std::time::Duration> {
+/// A duration (a stage's `timeout`, `[executor.slurm] poll`): seconds as a
+/// number, or a string with a unit (`ms`, `s`, `m`, `h`). `None` when it is not
+/// a positive, finite duration.
+pub(super) fn duration(item: &Item) -> Option<std::time::Duration> {
     let seconds = match item.as_value()? {
         toml_edit::Value::Integer(n) => *n.value() as f64,
         toml_edit::Value::Float(f) => *f.value(),

@@ -185,7 +185,16 @@ impl Store {
                 "no manifest.json when an entry was committed",
             )?;
         }
-        fs::rename(&pending.dir, &target)?;
+        if let Err(e) = fs::rename(&pending.dir, &target) {
+            // Another process (a worker on another host) committed the same
+            // fingerprint between the check above and the rename: its entry
+            // stands, this copy is discarded.
+            if self.contains(&pending.fingerprint) {
+                fs::remove_dir_all(&pending.dir)?;
+                return Ok(());
+            }
+            return Err(e);
+        }
         super::durable::sync_dir(&self.cache_dir())
     }
 

@@ -12,6 +12,7 @@ mod formats;
 mod harness;
 mod malformed;
 mod report;
+mod slurm;
 mod stability;
 mod store;
 mod train;
