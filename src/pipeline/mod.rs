@@ -4,12 +4,14 @@
 //! later pass can point at the line that caused an error ([`Diagnostic`]).
 
 mod diagnostic;
+mod include;
 mod parse;
 mod source;
 mod sweep;
 mod value;
 
 pub use diagnostic::Diagnostic;
+pub use include::SweepFile;
 pub use parse::{Pipeline, StageDef};
 pub use source::{Source, Span};
 pub use sweep::{Point, Sweep, SweepMode};
