@@ -14,6 +14,7 @@ pub mod design_json;
 pub mod fragment;
 pub mod history;
 pub mod propose;
+pub mod words;
 
 pub use criterion::Ensemble;
 pub use design_json::{DesignReport, ProposedRun, Round, Targets};
