@@ -93,6 +93,12 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Print the proposal of a pipeline's design stage in plain words: which
+    /// runs, why, and the intervals before and expected after.
+    Suggest {
+        /// The pipeline file.
+        file: PathBuf,
+    },
     /// Every stage kind's parameters: type, default and meaning.
     Kinds {
         /// Print docs/kinds.md (Markdown tables) instead of plain text.
@@ -156,9 +162,10 @@ impl Command {
     /// The pipeline file the command reads, if any.
     fn file(&self) -> Option<&Path> {
         match self {
-            Command::Run { file, .. } | Command::Plan { file, .. } | Command::Dag { file, .. } => {
-                Some(file)
-            }
+            Command::Run { file, .. }
+            | Command::Plan { file, .. }
+            | Command::Dag { file, .. }
+            | Command::Suggest { file } => Some(file),
             Command::Status
             | Command::Worker { .. }
             | Command::Gc { .. }
@@ -283,6 +290,7 @@ fn execute(cli: Cli) -> Result<(), Error> {
         Command::Worker { spec } => worker(&spec),
         Command::Plan { file, force, json } => plan(&workspace, &file, force, json),
         Command::Dag { file, format } => dag(&workspace, &file, format),
+        Command::Suggest { file } => suggest(&workspace, &file),
         Command::Status => status(&workspace),
         Command::Gc { dry_run } => gc(&workspace, dry_run),
         Command::Verify { pipeline, repair } => verify(&workspace, pipeline.as_deref(), repair),
@@ -514,6 +522,52 @@ fn dag(workspace: &Workspace, file: &Path, format: GraphFormat) -> Result<(), Er
     let plan = workspace.load(file)?;
     print!("{}", render(&plan, format));
     exit_without_freeing(plan);
+    Ok(())
+}
+
+/// `scalepipe suggest`: every design instance's proposal, read from the store
+/// entry of the pipeline as it is now (a design that has not run since the
+/// pipeline changed is refused, naming the command that runs it).
+fn suggest(workspace: &Workspace, file: &Path) -> Result<(), Error> {
+    use crate::design::{design_json, fragment, words};
+    let plan = workspace.load(file)?;
+    let designs: Vec<&crate::graph::Instance> = plan
+        .instances
+        .iter()
+        .filter(|i| i.kind.name == "design")
+        .collect();
+    if designs.is_empty() {
+        return Err(Error::Usage(format!(
+            "{} has no stage of kind `design`",
+            file.display()
+        )));
+    }
+    let results = crate::store::ResultsView::new(workspace.root(), &plan.pipeline.name);
+    let mut text = String::new();
+    for instance in designs {
+        let dir = workspace.store().out_dir(&instance.fingerprint);
+        if !design_json::exists(&dir) {
+            return Err(Error::Usage(format!(
+                "{} has not run for the pipeline as it is now: run `scalepipe run {}` first",
+                instance.id,
+                file.display()
+            )));
+        }
+        let report = design_json::read(&dir)
+            .map_err(|e| Error::Refused(format!("cannot read the design: {e}")))?;
+        let proposal = results.instance_dir(&instance.id).join(fragment::FILE);
+        let entry = format!("design/round{}.toml", report.round);
+        let copy_to = file.parent().unwrap_or(Path::new("")).join(&entry);
+        text.push_str(&words::describe(
+            &report,
+            &instance.id,
+            &proposal.display().to_string(),
+            &copy_to.display().to_string(),
+            &entry,
+        ));
+        text.push('\n');
+    }
+    print!("{text}");
     Ok(())
 }
 

@@ -136,6 +136,18 @@ pub fn kind_docs() -> Vec<KindDoc> {
             n_and_d: None,
             params: stages::report::PARAMS.to_vec(),
         },
+        KindDoc {
+            kind: doc("simulate"),
+            summary: "One simulated run per (n, d) sweep point: a loss drawn from a known law L = E + A/N^alpha + B/D^beta with multiplicative noise, written as the metrics.json a fit reads. The study's true compute-optimal N* is then known; a design can be rehearsed before spending compute.",
+            n_and_d: Some("N and D are the `n` and `d` parameters; FLOPs = 6ND."),
+            params: stages::simulate::PARAMS.to_vec(),
+        },
+        KindDoc {
+            kind: doc("design"),
+            summary: "Proposes the k runs that most narrow the bootstrap intervals of the compute-optimal N* and of the predicted loss at `budget`, per FLOP, within `spend`. Reads one chinchilla fit with a bootstrap; writes design.json and proposal.toml, a sweep fragment to include with `sweep_file`. `scalepipe suggest FILE` prints it in words.",
+            n_and_d: Some("Candidates are (N, D) pairs; a run costs 6ND FLOPs."),
+            params: stages::design::PARAMS.to_vec(),
+        },
     ]
 }
 

@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod data;
+pub mod design;
 pub mod digest;
 pub mod error;
 pub mod executor;

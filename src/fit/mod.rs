@@ -32,6 +32,7 @@ pub mod optimize;
 pub mod predictions;
 pub mod summary;
 pub mod table;
+pub mod truth;
 
 pub use analysis::{Analysis, AnalysisError, Hooks};
 pub use diagnostics::{Finding, Severity};

@@ -34,6 +34,8 @@ pub struct Prediction {
     /// The extrapolation check's prediction (fitted without this run).
     pub holdout_predicted: Option<f64>,
     pub status: Option<String>,
+    /// The run's parameters as JSON text (a stage's resolved parameters).
+    pub params: Option<String>,
 }
 
 /// `predictions.parquet`: every run with its observed and predicted loss.
@@ -181,6 +183,7 @@ pub fn read(dir: &Path) -> Result<Vec<Prediction>, TableError> {
     let held_out = bools("held_out").map_err(fail)?;
     let holdout_predicted = nums("holdout_predicted").map_err(fail)?;
     let status = strs("status").map_err(fail)?;
+    let params = strs("params").map_err(fail)?;
     Ok((0..df.height())
         .map(|i| Prediction {
             id: ids[i].clone().unwrap_or_default(),
@@ -193,6 +196,7 @@ pub fn read(dir: &Path) -> Result<Vec<Prediction>, TableError> {
             held_out: held_out[i],
             holdout_predicted: holdout_predicted[i],
             status: status[i].clone(),
+            params: params[i].clone(),
         })
         .collect())
 }

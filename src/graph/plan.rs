@@ -224,10 +224,7 @@ impl Builder<'_> {
         let source = &pipeline.source;
 
         // Own sweep points, then one copy per instance of each foreach input.
-        let mut points: Vec<Point> = match &stage.sweep {
-            Some(sweep) => sweep.points(),
-            None => vec![Point::new()],
-        };
+        let mut points: Vec<Point> = stage.points().unwrap_or_else(|| vec![Point::new()]);
         for (input, _) in &stage.inputs {
             if !(stage.kind.maps_inputs || stage.foreach.contains(input)) {
                 continue;
@@ -517,7 +514,7 @@ pub fn instance_id(stage: &str, point: &Point) -> String {
 /// The stage's parameters with this instance's own sweep values and the seed.
 fn resolve_params(stage: &StageDef, point: &Point, seed: u64) -> toml::Table {
     let mut params = stage.params.clone();
-    if let Some(sweep) = &stage.sweep {
+    for sweep in stage.sweeps() {
         for axis in &sweep.axes {
             if let Some(v) = point.get(&axis.key) {
                 params.insert(axis.key.clone(), v.clone());

@@ -5,6 +5,7 @@
 
 mod cluster;
 mod diagnostic;
+mod include;
 mod parse;
 mod source;
 mod sweep;
@@ -12,6 +13,7 @@ mod value;
 
 pub use cluster::{ExecutorKind, Placement, SlurmOptions, SlurmOverrides};
 pub use diagnostic::Diagnostic;
+pub use include::SweepFile;
 pub use parse::{Pipeline, StageDef};
 pub use source::{Source, Span};
 pub use sweep::{Point, Sweep, SweepMode};

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use toml_edit::{Item, TableLike};
 
 use super::cluster::{self, Placement, SlurmOptions};
-use super::sweep::Axis;
+use super::include::SweepFile;
+use super::sweep::{Axis, Point};
 use super::value::{from_edit, from_item};
 use super::{Diagnostic, Source, Span, Sweep, SweepMode};
 use crate::stages::{self, Kind};
@@ -25,6 +26,7 @@ const ENGINE_KEYS: &[&str] = &[
     "foreach",
     "sweep",
     "sweep_mode",
+    "sweep_file",
     "timeout",
     "executor",
     "mem",
@@ -64,6 +66,8 @@ pub struct StageDef {
     /// Span of each parameter's key.
     pub param_spans: HashMap<String, Span>,
     pub sweep: Option<Sweep>,
+    /// Sweeps included with `sweep_file`: their points follow the stage's own.
+    pub sweep_files: Vec<SweepFile>,
     /// How long one instance may run before it fails with "timed out after ...".
     pub timeout: Option<std::time::Duration>,
     /// Where it runs and what it asks a cluster for.
@@ -76,7 +80,7 @@ impl StageDef {
     pub fn span_of(&self, key: Option<&str>) -> Option<Span> {
         let top = key.map(|k| k.split('.').next().unwrap_or(k));
         if let Some(top) = top {
-            if let Some(axis) = self.sweep.as_ref().and_then(|s| s.axis(top)) {
+            if let Some(axis) = self.swept(top) {
                 return axis.span.clone();
             }
             if let Some(span) = self.param_spans.get(top) {
@@ -84,6 +88,28 @@ impl StageDef {
             }
         }
         self.span.clone()
+    }
+}
+
+impl StageDef {
+    /// The stage's own sweep, then each included one.
+    pub fn sweeps(&self) -> impl Iterator<Item = &Sweep> {
+        self.sweep
+            .iter()
+            .chain(self.sweep_files.iter().map(|f| &f.sweep))
+    }
+
+    /// The axis of a swept parameter, in the first sweep that has it.
+    pub fn swept(&self, key: &str) -> Option<&Axis> {
+        self.sweeps().find_map(|s| s.axis(key))
+    }
+
+    /// Every sweep point, in order (None without any sweep).
+    pub fn points(&self) -> Option<Vec<Point>> {
+        if self.sweep.is_none() && self.sweep_files.is_empty() {
+            return None;
+        }
+        Some(self.sweeps().flat_map(Sweep::points).collect())
     }
 }
 
@@ -128,7 +154,7 @@ impl Pipeline {
     }
 }
 
-struct Parser<'a> {
+pub(super) struct Parser<'a> {
     source: &'a Source,
 }
 
@@ -137,8 +163,12 @@ type PResult<T> = std::result::Result<T, Box<Diagnostic>>;
 /// Stage names with where each is written.
 type NameList = Vec<(String, Option<Span>)>;
 
-impl Parser<'_> {
-    fn error(&self, span: Option<Span>, message: impl Into<String>) -> Box<Diagnostic> {
+impl<'a> Parser<'a> {
+    pub(super) fn new(source: &'a Source) -> Self {
+        Parser { source }
+    }
+
+    pub(super) fn error(&self, span: Option<Span>, message: impl Into<String>) -> Box<Diagnostic> {
         Box::new(Diagnostic::at(self.source, span, message))
     }
 
@@ -345,6 +375,17 @@ impl Parser<'_> {
             ),
         };
 
+        let base_dir = self
+            .source
+            .path()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let sweep_files = match table.get("sweep_file") {
+            None => Vec::new(),
+            Some(item) => self.sweep_files(item, &base_dir).map_err(in_stage)?,
+        };
+
         let timeout = match table.get("timeout") {
             None => None,
             Some(item) => Some(duration(item).ok_or_else(|| {
@@ -377,6 +418,15 @@ impl Parser<'_> {
                     format!("`{key}` is set in the stage and swept; keep one of the two"),
                 )));
             }
+            if let Some(file) = sweep_files.iter().find(|f| f.sweep.axis(key).is_some()) {
+                return Err(in_stage(self.error(
+                    key_span(table, key),
+                    format!(
+                        "`{key}` is set in the stage and swept in `{}`; keep one of the two",
+                        file.name
+                    ),
+                )));
+            }
         }
 
         Ok(StageDef {
@@ -388,6 +438,7 @@ impl Parser<'_> {
             params,
             param_spans,
             sweep,
+            sweep_files,
             timeout,
             placement,
         })
@@ -418,7 +469,8 @@ impl Parser<'_> {
         Ok(Some(names))
     }
 
-    fn sweep(&self, item: &Item, mode: SweepMode, span: Option<Span>) -> PResult<Sweep> {
+    pub(super) fn sweep(&self, item: &Item, mode: SweepMode, span: Option<Span>) -> PResult<Sweep> {
+        let mut value_spans: Vec<Vec<Option<Span>>> = Vec::new();
         let table = item.as_table_like().ok_or_else(|| {
             self.error(
                 item.span().or(span.clone()),
@@ -452,7 +504,10 @@ impl Parser<'_> {
                     ));
                 }
             }
-            if let Some(dup) = first_repeat(&values) {
+            // A zip sweep may repeat a value on one axis (`n = [1e7, 1e7]`,
+            // `d = [1e9, 2e9]`); its points are checked whole below.
+            value_spans.push(array.iter().map(|v| v.span()).collect::<Vec<_>>());
+            if let (SweepMode::Grid, Some(dup)) = (mode, first_repeat(&values)) {
                 let shown = super::display_value(&values[dup]);
                 return Err(self.error(
                     array.get(dup).and_then(|v| v.span()),
@@ -486,6 +541,25 @@ impl Parser<'_> {
                         ),
                     ));
                 }
+            }
+            let points: Vec<toml::Value> = (0..first.values.len())
+                .map(|i| {
+                    let shown: Vec<String> = axes
+                        .iter()
+                        .map(|a| super::display_value(&a.values[i]))
+                        .collect();
+                    toml::Value::String(shown.join(","))
+                })
+                .collect();
+            if let Some(dup) = first_repeat(&points) {
+                let shown: Vec<String> = axes
+                    .iter()
+                    .map(|a| format!("{} = {}", a.key, super::display_value(&a.values[dup])))
+                    .collect();
+                return Err(self.error(
+                    value_spans[0][dup].clone(),
+                    format!("the zip sweep lists the point ({}) twice", shown.join(", ")),
+                ));
             }
         }
         Ok(Sweep { mode, axes })
@@ -583,7 +657,7 @@ fn is_identifier(text: &str) -> bool {
 }
 
 /// toml_edit's messages span several lines; keep the first, which says what is wrong.
-fn syntax_message(message: &str) -> String {
+pub(super) fn syntax_message(message: &str) -> String {
     let first = message.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     let expected = message
         .lines()

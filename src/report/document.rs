@@ -7,10 +7,11 @@
 //! turns them into its own markup.
 
 use super::figures::Figure;
-use super::gather::{FitInput, Gathered, RunSource};
+use super::gather::{DesignInput, FitInput, Gathered, RunSource};
 use crate::fit::diagnostics::{decades_text, e_below_reference, Code, MAX_EXTRAPOLATION_DECADES};
 use crate::fit::fit_json::{Estimate, FitReport, HoldoutReport};
 use crate::fit::isoflop::Isoflop;
+use crate::fit::truth::KnownLaw;
 use crate::numfmt::{duration, num, percent, sci, sig};
 
 /// A block of the document.
@@ -163,6 +164,9 @@ pub fn build(g: &Gathered, header: &Header, figures: &[(Figure, String)]) -> Doc
     for fit in &g.fits {
         fit_section(&mut doc, fit, header);
     }
+    for design in &g.designs {
+        design_section(&mut doc, design, g.true_law.as_ref());
+    }
 
     if !figures.is_empty() {
         doc.h(2, "Figures");
@@ -299,6 +303,121 @@ fn findings(g: &Gathered, header: &Header) -> Vec<String> {
         }
     }
     out
+}
+
+/// `[lo, hi]` of an estimate.
+fn bounds(e: &Estimate, fmt: fn(f64) -> String) -> String {
+    match (e.lo, e.hi) {
+        (Some(lo), Some(hi)) => format!("[{}, {}]", fmt(lo), fmt(hi)),
+        _ => "-".into(),
+    }
+}
+
+fn ratio(e: &Estimate) -> String {
+    match (e.lo, e.hi) {
+        (Some(lo), Some(hi)) => num(hi / lo),
+        _ => "-".into(),
+    }
+}
+
+/// A design: the intervals round by round, what it proposes next and why.
+fn design_section(doc: &mut Doc, design: &DesignInput, truth: Option<&KnownLaw>) {
+    let d = &design.doc;
+    doc.h(2, format!("Design `{}` (round {})", design.id, d.round));
+    doc.p(format!(
+        "How the 95% bootstrap intervals of the compute-optimal N* and of the loss at {} FLOPs narrowed round by round, and the {} run{} proposed for round {} within a spend of {} FLOPs. The latest round is the fit's own result; earlier rounds are the runs up to them refitted with the fit's bootstrap settings.",
+        sci(d.budget),
+        d.runs.len(),
+        if d.runs.len() == 1 { "" } else { "s" },
+        d.round,
+        sci(d.spend)
+    ));
+    let mut rows: Vec<Vec<String>> = d
+        .history
+        .iter()
+        .map(|r| {
+            vec![
+                r.round.to_string(),
+                r.runs.to_string(),
+                sci(r.flops),
+                sci(r.targets.n_opt.value),
+                bounds(&r.targets.n_opt, sci),
+                ratio(&r.targets.n_opt),
+                bounds(&r.targets.loss, sig4),
+                r.source.clone(),
+            ]
+        })
+        .collect();
+    if !d.runs.is_empty() {
+        let (runs, flops) = d.history.last().map_or((0, 0.0), |r| (r.runs, r.flops));
+        rows.push(vec![
+            format!("{} (expected)", d.round),
+            (runs + d.runs.len()).to_string(),
+            sci(flops + d.spent),
+            sci(d.expected.n_opt.value),
+            bounds(&d.expected.n_opt, sci),
+            ratio(&d.expected.n_opt),
+            bounds(&d.expected.loss, sig4),
+            "design".into(),
+        ]);
+    }
+    doc.table(
+        &[
+            "round",
+            "runs",
+            "FLOPs",
+            "N*",
+            "N* 95% interval",
+            "hi/lo",
+            "loss 95% interval",
+            "from",
+        ],
+        rows,
+    );
+    if let Some(law) = truth {
+        let (n_opt, loss) = law.optimum(d.budget);
+        let inside = |e: &Estimate, x: f64| match e.covers(x) {
+            Some(true) => "inside",
+            Some(false) => "outside",
+            None => "without",
+        };
+        doc.p(format!(
+            "The runs are simulated: the true N* is {} and the true loss {} (from the law they were drawn from), {} and {} the latest intervals.",
+            sci(n_opt),
+            sig4(loss),
+            inside(&d.now.n_opt, n_opt),
+            inside(&d.now.loss, loss)
+        ));
+    }
+    if !d.runs.is_empty() {
+        doc.table(
+            &[
+                "proposed N",
+                "D",
+                "FLOPs",
+                "nats about N*",
+                "nats about loss",
+                "disagreement (sd of log loss)",
+            ],
+            d.runs
+                .iter()
+                .map(|r| {
+                    vec![
+                        sci(r.n),
+                        sci(r.d),
+                        sci(r.flops),
+                        sig(r.gain_n_opt, 3),
+                        sig(r.gain_loss, 3),
+                        percent(r.disagreement),
+                    ]
+                })
+                .collect(),
+        );
+        doc.p(format!(
+            "Accept the proposal by including its `{}` with `sweep_file`; `scalepipe suggest` prints it in words. Method: {}.",
+            d.fragment, d.method
+        ));
+    }
 }
 
 /// One fit: how it was made, its parameters, and each analysis it carries.

@@ -75,6 +75,9 @@ pub fn figures(g: &Gathered, labels: &Labels) -> Vec<Figure> {
     for fit in &g.fits {
         out.extend(observed_vs_predicted(labels, fit));
     }
+    for design in &g.designs {
+        out.extend(design_rounds(g, design));
+    }
     for f in &mut out {
         let off = f.chart.off_plot_lines();
         if !off.is_empty() {
@@ -738,6 +741,77 @@ pub fn slug(id: &str) -> String {
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
     s.trim_matches('_').to_string()
+}
+
+/// A design's N* interval after each round against the FLOPs spent on runs,
+/// the interval it expects after its proposal (dashed) and, for simulated
+/// runs, the true N*.
+fn design_rounds(g: &Gathered, design: &super::gather::DesignInput) -> Option<Figure> {
+    let d = &design.doc;
+    if d.history.is_empty() {
+        return None;
+    }
+    let mut chart = Chart::new(
+        &format!(
+            "N* at {} FLOPs, round by round ({})",
+            sci(d.budget),
+            design.id
+        ),
+        "FLOPs spent on runs",
+        "compute-optimal N* (parameters)",
+    );
+    chart.legend_title = Some("round".into());
+    let n = d.history.len() + 1;
+    let mut bar = |label: String, colour, dashed: bool, x: f64, e: &crate::fit::Estimate| {
+        if let (Some(lo), Some(hi)) = (e.lo, e.hi) {
+            chart.series.push(Series::points(
+                Some(label),
+                colour,
+                Shape::Dot,
+                vec![(x, e.value)],
+            ));
+            chart.series.push(Series::points(
+                None,
+                colour,
+                Shape::Cross,
+                vec![(x, lo), (x, hi)],
+            ));
+            chart
+                .series
+                .push(Series::line(None, colour, dashed, vec![(x, lo), (x, hi)]));
+        }
+    };
+    for (i, round) in d.history.iter().enumerate() {
+        bar(
+            format!("{} ({} runs)", round.round, round.runs),
+            sequential(i, n),
+            false,
+            round.flops,
+            &round.targets.n_opt,
+        );
+    }
+    let last = d.history.last().map_or(0.0, |r| r.flops);
+    if !d.runs.is_empty() {
+        bar(
+            format!("{} expected", d.round),
+            sequential(n - 1, n),
+            true,
+            last + d.spent,
+            &d.expected.n_opt,
+        );
+    }
+    if let Some(law) = &g.true_law {
+        chart.series.push(Series::hline(
+            Some("true N*".into()),
+            GREY,
+            law.optimum(d.budget).0,
+        ));
+    }
+    Some(Figure {
+        stem: format!("design_rounds_{}", slug(&design.id)),
+        caption: "Dots: the fit's N* after each round of runs; bars: its 95% bootstrap interval. The dashed bar is the interval the design expects once its proposed runs are in; grey dashes mark the true N* of simulated runs.".into(),
+        chart,
+    })
 }
 
 #[cfg(test)]

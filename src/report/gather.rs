@@ -13,9 +13,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::data::Task;
+use crate::design::design_json::{self, DesignReport};
 use crate::fit::fit_json::{self, FitReport};
 use crate::fit::predictions::{self, Prediction};
 use crate::fit::table::TableError;
+use crate::fit::truth::KnownLaw;
 use crate::json_file::JsonFileError;
 use crate::train::curve::{self, CurveError};
 use crate::train::{dataset_record, metrics};
@@ -91,6 +93,14 @@ pub struct FitInput {
     pub predictions: Vec<Prediction>,
 }
 
+/// A design instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesignInput {
+    pub stage: String,
+    pub id: String,
+    pub doc: DesignReport,
+}
+
 /// Everything the report shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gathered {
@@ -99,6 +109,9 @@ pub struct Gathered {
     pub run_source: RunSource,
     pub curves: Vec<Curve>,
     pub fits: Vec<FitInput>,
+    pub designs: Vec<DesignInput>,
+    /// The law simulated runs were drawn from (`simulate`), when they all agree.
+    pub true_law: Option<KnownLaw>,
     /// The irreducible loss the runs' data sets declare (all agreeing), if any.
     pub reference_e: Option<f64>,
     /// The training task, from a train instance's `dataset.json`.
@@ -113,6 +126,8 @@ pub fn gather(inputs: Vec<InputInfo>) -> Result<Gathered, GatherError> {
     let mut trains = Vec::new();
     let mut curves = Vec::new();
     let mut fits = Vec::new();
+    let mut designs = Vec::new();
+    let mut laws: Vec<Option<KnownLaw>> = Vec::new();
     let mut irreducible = Vec::new();
     let mut task = None;
     let mut d_unit = None;
@@ -132,8 +147,19 @@ pub fn gather(inputs: Vec<InputInfo>) -> Result<Gathered, GatherError> {
                 doc,
                 predictions,
             });
+        } else if design_json::exists(dir) {
+            designs.push(DesignInput {
+                stage: input.stage.clone(),
+                id: input.id.clone(),
+                doc: design_json::read(dir)?,
+            });
         } else if metrics::exists(dir) {
             let m = metrics::read(dir)?;
+            laws.push(
+                m.other
+                    .get("law")
+                    .and_then(|l| serde_json::from_value(l.clone()).ok()),
+            );
             if let Some(e) = m.irreducible_loss {
                 irreducible.push(e);
             }
@@ -183,6 +209,13 @@ pub fn gather(inputs: Vec<InputInfo>) -> Result<Gathered, GatherError> {
         run_source,
         curves,
         fits,
+        designs,
+        true_law: match laws.split_first() {
+            Some((Some(first), rest)) if rest.iter().all(|l| l.as_ref() == Some(first)) => {
+                Some(*first)
+            }
+            _ => None,
+        },
         reference_e: agreed(&irreducible),
         task,
         d_unit,

@@ -13,9 +13,11 @@
 pub mod command;
 mod context;
 pub mod dataset;
+pub mod design;
 pub mod eval;
 pub mod fit;
 pub mod report;
+pub mod simulate;
 pub mod train;
 
 pub use context::{InputRef, StageContext, ENV_RUN_PID, ENV_WORKSPACE};
@@ -195,6 +197,8 @@ pub fn kinds() -> &'static [Kind] {
         eval::KIND,
         fit::KIND,
         report::KIND,
+        simulate::KIND,
+        design::KIND,
     ];
     KINDS
 }

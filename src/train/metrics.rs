@@ -140,6 +140,12 @@ pub fn write_train(dir: &Path, metrics: &TrainMetrics) -> Result<(), JsonFileErr
     json_file::write(&dir.join(FILE), FILE, metrics)
 }
 
+/// Writes a run record that no training produced (the `simulate` stage's
+/// stand-in for a train+eval pair), read back like any other through [`read`].
+pub fn write_run(dir: &Path, metrics: &RunMetrics) -> Result<(), JsonFileError> {
+    json_file::write(&dir.join(FILE), FILE, metrics)
+}
+
 /// Writes an eval record into `dir`.
 pub fn write_eval(dir: &Path, metrics: &EvalMetrics) -> Result<(), JsonFileError> {
     json_file::write(&dir.join(FILE), FILE, metrics)

@@ -4,6 +4,7 @@
 
 mod data;
 mod defaults;
+mod design;
 mod diagnostics;
 mod engine;
 mod faults;
