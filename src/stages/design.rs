@@ -70,6 +70,8 @@ fn default_k() -> usize {
 #[derive(Debug)]
 struct DesignJob {
     design: Design,
+    /// Threads for the refits of earlier rounds.
+    threads: usize,
 }
 
 fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>, ParamError> {
@@ -128,13 +130,16 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>
             noise_sd: p.noise,
             grid: p.grid,
         },
+        threads: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
     }))
 }
 
 impl Job for DesignJob {
     fn resources(&self) -> Resources {
         Resources {
-            threads: 1,
+            threads: self.threads,
             gpu: false,
         }
     }
@@ -154,9 +159,12 @@ impl Job for DesignJob {
             progress: &progress,
             cancelled: &cancelled,
         };
-        let report = self
-            .design
-            .propose(&fit, &runs, &hooks)
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(ctx.threads().max(1))
+            .build()
+            .map_err(|e| StageError::msg(format!("cannot start design threads: {e}")))?;
+        let report = pool
+            .install(|| self.design.propose(&fit, &runs, &hooks))
             .map_err(|e| match e {
                 DesignError::History(crate::fit::AnalysisError::Cancelled) => StageError::Cancelled,
                 other => StageError::msg(other.to_string()),
