@@ -152,7 +152,7 @@ impl Design {
             .iter()
             .map(history::round_of)
             .max()
-            .map_or(1, |r| r + 1);
+            .map_or(1, |r| r.saturating_add(1));
         let grid = history::refit_grid(&form, &self.grid).map_err(DesignError::Grid)?;
         let history = history::rounds(fit, runs, self.budget, now, &grid, hooks)
             .map_err(DesignError::History)?;
