@@ -4,9 +4,11 @@
 //! Runs carry the round that proposed them (the `round` parameter a design's
 //! fragment sets; runs without one are round 0). The latest round's intervals
 //! are the fit's own; each earlier round is refitted on the runs up to it with
-//! the fit's form, Huber delta and bootstrap settings, started from the fit's
-//! optimum (those runs are a subset of the fit's, so its optimum is a near
-//! start and no multistart grid is needed).
+//! the fit's form, Huber delta and bootstrap settings and the design's start
+//! grid (`fit.json` does not record the fit stage's grid: give the design the
+//! same one and a round's refit is exactly the fit that round had). The refits
+//! depend only on the runs up to each round, so a round's row reads the same
+//! in every later design.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +16,7 @@ use super::design_json::{Round, Targets};
 use crate::fit::analysis::{Analysis, AnalysisError, Hooks};
 use crate::fit::bootstrap::BootstrapSettings;
 use crate::fit::predictions::Prediction;
-use crate::fit::{FitReport, Grid, Observation};
+use crate::fit::{FitReport, Form, Grid, Observation};
 
 /// The round a run belongs to: its `round` parameter, else 0.
 pub fn round_of(run: &Prediction) -> u32 {
@@ -38,13 +40,36 @@ pub fn targets_of(fit: &FitReport, budget: f64) -> Option<Targets> {
     })
 }
 
+/// The start grid of the refits: the fit's form's default axes, every other
+/// value (3 per axis, 243 starts for chinchilla with E free, against the
+/// default 4,500), with `overrides` (a pipeline's `grid`) replacing axes.
+pub fn refit_grid(
+    form: &Form,
+    overrides: &BTreeMap<String, Vec<f64>>,
+) -> Result<Grid, crate::fit::grid::GridError> {
+    let mut axes: BTreeMap<String, Vec<f64>> = form
+        .param_names()
+        .iter()
+        .map(|name| {
+            let every_other = Form::default_axis(name).into_iter().step_by(2).collect();
+            (name.to_string(), every_other)
+        })
+        .collect();
+    for (name, values) in overrides {
+        axes.insert(name.clone(), values.clone());
+    }
+    // Unknown names in `overrides` are refused here.
+    Grid::with_overrides(form, &axes)
+}
+
 /// Every round's intervals, oldest first. `current` is the fit's intervals at
-/// `budget` (for the latest round).
+/// `budget` (for the latest round); earlier rounds are refitted from `grid`.
 pub fn rounds(
     fit: &FitReport,
     runs: &[Prediction],
     budget: f64,
     current: Targets,
+    grid: &Grid,
     hooks: &Hooks,
 ) -> Result<Vec<Round>, AnalysisError> {
     let fitted: Vec<(&Prediction, Observation, u32)> = runs
@@ -80,7 +105,7 @@ pub fn rounds(
             });
             continue;
         }
-        let Some(targets) = refit(fit, &subset, budget, hooks)? else {
+        let Some(targets) = refit(fit, &subset, budget, grid, hooks)? else {
             continue;
         };
         out.push(Round {
@@ -100,23 +125,17 @@ fn refit(
     fit: &FitReport,
     subset: &[&(&Prediction, Observation, u32)],
     budget: f64,
+    grid: &Grid,
     hooks: &Hooks,
 ) -> Result<Option<Targets>, AnalysisError> {
-    let Some((form, theta)) = fit.fitted() else {
+    let Some((form, _)) = fit.fitted() else {
         return Ok(None);
     };
     if subset.len() < form.dim() {
         return Ok(None);
     }
-    let start = form
-        .param_names()
-        .iter()
-        .zip(&theta)
-        .map(|(name, v)| (name.to_string(), vec![*v]))
-        .collect();
-    let grid = Grid::with_overrides(&form, &start).expect("the fit's own parameters");
     let mut analysis = Analysis::new(form);
-    analysis.grid = grid;
+    analysis.grid = grid.clone();
     analysis.delta = if fit.huber_delta > 0.0 {
         fit.huber_delta
     } else {
@@ -125,7 +144,7 @@ fn refit(
     analysis.budgets = vec![budget];
     analysis.bootstrap = fit.bootstrap.as_ref().map(|b| BootstrapSettings {
         replicates: b.replicates,
-        random_starts: 0,
+        random_starts: b.random_starts,
         seed: b.seed,
     });
     let ids: Vec<String> = subset.iter().map(|(r, _, _)| r.id.clone()).collect();

@@ -20,6 +20,8 @@ pub use criterion::Ensemble;
 pub use design_json::{DesignReport, ProposedRun, Round, Targets};
 pub use propose::Candidate;
 
+use std::collections::BTreeMap;
+
 use crate::fit::analysis::{AnalysisError, Hooks};
 use crate::fit::bootstrap;
 use crate::fit::derived::Derived;
@@ -39,6 +41,9 @@ pub struct Design {
     pub candidates: Vec<Candidate>,
     /// Standard deviation of an observed log loss; None: from the fit's residuals.
     pub noise_sd: Option<f64>,
+    /// Start-grid axes replaced for the refits of earlier rounds (see
+    /// [`history::refit_grid`]).
+    pub grid: BTreeMap<String, Vec<f64>>,
 }
 
 /// Why no design could be made.
@@ -52,6 +57,8 @@ pub enum DesignError {
     NoCandidates(usize),
     #[error("refitting earlier rounds: {0}")]
     History(AnalysisError),
+    #[error("`grid`: {0}")]
+    Grid(crate::fit::grid::GridError),
 }
 
 /// Fewest replicates whose 2.5/97.5 percentiles mean something.
@@ -145,9 +152,10 @@ impl Design {
             .iter()
             .map(history::round_of)
             .max()
-            .map_or(1, |r| r + 1);
-        let history =
-            history::rounds(fit, runs, self.budget, now, hooks).map_err(DesignError::History)?;
+            .map_or(1, |r| r.saturating_add(1));
+        let grid = history::refit_grid(&form, &self.grid).map_err(DesignError::Grid)?;
+        let history = history::rounds(fit, runs, self.budget, now, &grid, hooks)
+            .map_err(DesignError::History)?;
         Ok(DesignReport {
             round,
             budget: self.budget,

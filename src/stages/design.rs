@@ -13,6 +13,8 @@
 //! candidates = { n = [1e7, 3e7, 1e8, 3e8], d = [1e9, 3e9, 1e10, 3e10] }
 //! ```
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use super::{ConfigureContext, Job, Kind, ParamError, Resources, StageContext, StageError};
@@ -37,6 +39,7 @@ pub const PARAMS: &[ParamDoc] = &[
     ParamDoc::new("candidates", "table {n, d}", "required", "The sizes to choose from: every (n, d) pair of the two lists not run yet is a candidate."),
     ParamDoc::new("k", "integer", "3", "Runs to propose at most."),
     ParamDoc::new("noise", "number", "from the fit's residuals", "Standard deviation of an observed log loss around the law."),
+    ParamDoc::new("grid", "table of lists", "every other value of the form's grid", "Start grid of the refits that give earlier rounds' intervals; the fit's `grid` reproduces its fit of each round."),
 ];
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +52,8 @@ struct Params {
     k: usize,
     #[serde(default)]
     noise: Option<f64>,
+    #[serde(default)]
+    grid: BTreeMap<String, Vec<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,6 +70,8 @@ fn default_k() -> usize {
 #[derive(Debug)]
 struct DesignJob {
     design: Design,
+    /// Threads for the refits of earlier rounds.
+    threads: usize,
 }
 
 fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>, ParamError> {
@@ -121,14 +128,18 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>
             k: p.k,
             candidates,
             noise_sd: p.noise,
+            grid: p.grid,
         },
+        threads: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
     }))
 }
 
 impl Job for DesignJob {
     fn resources(&self) -> Resources {
         Resources {
-            threads: 1,
+            threads: self.threads,
             gpu: false,
         }
     }
@@ -148,9 +159,12 @@ impl Job for DesignJob {
             progress: &progress,
             cancelled: &cancelled,
         };
-        let report = self
-            .design
-            .propose(&fit, &runs, &hooks)
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(ctx.threads().max(1))
+            .build()
+            .map_err(|e| StageError::msg(format!("cannot start design threads: {e}")))?;
+        let report = pool
+            .install(|| self.design.propose(&fit, &runs, &hooks))
             .map_err(|e| match e {
                 DesignError::History(crate::fit::AnalysisError::Cancelled) => StageError::Cancelled,
                 other => StageError::msg(other.to_string()),

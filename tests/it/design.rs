@@ -386,6 +386,16 @@ fn sweep_file_errors_name_the_file_and_line() {
     let out = ws.run(&["plan", "bad.toml"]);
     assert!(out.stderr.contains("bad.toml:5:"), "{}", out.stderr);
     assert!(out.stderr.contains("swept in `r.toml`"), "{}", out.stderr);
+    // A simulate parameter out of range is located at its key.
+    ws.write("bad.toml", &stage("n = 1e7\nd = -5"));
+    let out = ws.run(&["plan", "bad.toml"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("bad.toml:6:"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("expected a positive number"),
+        "{}",
+        out.stderr
+    );
     // Nothing was written by any of them.
     assert!(!ws.join(".scalepipe/cache").exists() || ws.entries().is_empty());
 }
