@@ -15,3 +15,4 @@ mod report;
 mod stability;
 mod store;
 mod train;
+mod wsd;
