@@ -17,7 +17,7 @@ use super::claim::{Claims, Taken};
 use super::scheduler::Scheduler;
 use super::{Decision, Event, Outcome};
 use crate::graph::Plan;
-use crate::stages::{InputRef, StageContext, StageError, ENV_RUN_PID, ENV_WORKSPACE};
+use crate::stages::{InputRef, PrefixEntry, StageContext, StageError, ENV_RUN_PID, ENV_WORKSPACE};
 use crate::store::{unix_now, Depth, Manifest, Pending, Store};
 
 /// What happened to one instance in a run. In the run record it is written
@@ -76,7 +76,8 @@ struct Done {
 struct RunState {
     /// Each instance's result, once it has one.
     results: Vec<Option<InstanceResult>>,
-    /// Inputs still to finish before each instance may start.
+    /// Inputs (and the previous instance of a prefix chain) still to finish
+    /// before each instance may start.
     waiting: Vec<usize>,
     scheduler: Scheduler,
     /// Set by a failure without `--keep-going` or by Ctrl-C: start nothing more.
@@ -156,7 +157,14 @@ impl Executor<'_> {
         let plan = self.plan;
         let mut run = RunState {
             results: vec![None; plan.instances.len()],
-            waiting: plan.instances.iter().map(|i| i.inputs.len()).collect(),
+            waiting: plan
+                .instances
+                .iter()
+                .map(|i| {
+                    i.inputs.len()
+                        + usize::from(i.prefix.as_ref().is_some_and(|l| l.after.is_some()))
+                })
+                .collect(),
             scheduler: Scheduler::new(self.jobs),
             stopping: false,
         };
@@ -170,7 +178,7 @@ impl Executor<'_> {
         }
         for (i, result) in run.results.iter().enumerate() {
             if result.is_some() {
-                for consumer in plan.consumers(i) {
+                for consumer in plan.consumers(i).chain(next_in_chain(plan, i)) {
                     run.waiting[consumer] -= 1;
                 }
             }
@@ -211,7 +219,7 @@ impl Executor<'_> {
                 (status, None)
             }
             Outcome::Failed { message, .. } => {
-                self.skip_dependents(done.index, &mut run.results, report);
+                self.skip_dependents(done.index, run, report);
                 run.stopping |= !self.keep_going;
                 (Status::Failed, Some(message))
             }
@@ -221,22 +229,31 @@ impl Executor<'_> {
             }
         };
         run.results[done.index] = Some(InstanceResult::new(status, done.duration, error));
+        self.release_next(run, done.index);
+    }
+
+    /// Lets the next instance of `i`'s prefix chain start (once its inputs are
+    /// done), whatever became of `i`: a failed or skipped instance leaves no
+    /// checkpoint, and the next one starts from an earlier one or from scratch.
+    fn release_next(&self, run: &mut RunState, i: usize) {
+        if let Some(next) = next_in_chain(self.plan, i) {
+            run.waiting[next] -= 1;
+            if run.waiting[next] == 0 && run.results[next].is_none() {
+                run.scheduler
+                    .push_ready(next, self.plan.instances[next].resources);
+            }
+        }
     }
 
     /// Marks everything downstream of a failed instance as skipped.
-    fn skip_dependents(
-        &self,
-        failed: usize,
-        results: &mut [Option<InstanceResult>],
-        report: Report,
-    ) {
+    fn skip_dependents(&self, failed: usize, run: &mut RunState, report: Report) {
         let failed_id = &self.plan.instances[failed].id;
         let mut stack: Vec<usize> = self.plan.consumers(failed).collect();
         while let Some(i) = stack.pop() {
-            if results[i].is_some() {
+            if run.results[i].is_some() {
                 continue;
             }
-            results[i] = Some(InstanceResult::new(
+            run.results[i] = Some(InstanceResult::new(
                 Status::Skipped,
                 Duration::ZERO,
                 Some(format!("input `{failed_id}` failed")),
@@ -245,6 +262,7 @@ impl Executor<'_> {
                 id: &self.plan.instances[i].id,
                 because: failed_id,
             });
+            self.release_next(run, i);
             stack.extend(self.plan.consumers(i));
         }
     }
@@ -318,7 +336,8 @@ impl Executor<'_> {
         .with_env(self.stage_env())
         .with_group_hook(&record_group)
         .with_warnings(&warn)
-        .with_pipeline_file(self.plan.pipeline.source.path());
+        .with_pipeline_file(self.plan.pipeline.source.path())
+        .with_prefix_entries(self.prefix_entries(index));
         let result =
             catch_unwind(AssertUnwindSafe(|| inst.job.run(&ctx))).unwrap_or_else(|panic| {
                 Err(StageError::msg(format!(
@@ -350,7 +369,16 @@ impl Executor<'_> {
                     outputs,
                 });
                 match manifest {
-                    Ok(manifest) => self.commit(pending, &manifest),
+                    Ok(manifest) => {
+                        let outcome = self.commit(pending, &manifest);
+                        if let (Outcome::Executed, Some(link)) = (&outcome, &inst.prefix) {
+                            // Only a hint for later instances: losing it loses reuse.
+                            let _ = self
+                                .store
+                                .index_prefix(&link.fingerprint, &inst.fingerprint);
+                        }
+                        outcome
+                    }
                     Err(e) => Outcome::Failed {
                         message: format!("cannot read outputs: {e}"),
                         log: self.store.keep_failed(pending),
@@ -420,6 +448,31 @@ impl Executor<'_> {
             .collect()
     }
 
+    /// The committed entries sharing instance `index`'s prefix, each
+    /// quick-checked like an input; a damaged one is left out (and left where
+    /// it is: the run that reads it as an input quarantines it).
+    fn prefix_entries(&self, index: usize) -> Vec<PrefixEntry> {
+        let inst = &self.plan.instances[index];
+        let Some(link) = &inst.prefix else {
+            return Vec::new();
+        };
+        let mut entries = Vec::new();
+        for fingerprint in self.store.prefix_members(&link.fingerprint) {
+            if fingerprint == inst.fingerprint {
+                continue;
+            }
+            match self.store.check(&fingerprint, Depth::Quick) {
+                Ok(manifest) => entries.push(PrefixEntry {
+                    id: manifest.id,
+                    dir: self.store.out_dir(&fingerprint),
+                    fingerprint,
+                }),
+                Err(_) => continue,
+            }
+        }
+        entries
+    }
+
     /// Quick-checks (sizes, times, file list) every input entry of an instance
     /// after it ran; the first damaged one is quarantined and described.
     fn damaged_input(&self, index: usize) -> Option<String> {
@@ -451,6 +504,11 @@ impl Executor<'_> {
             },
         }
     }
+}
+
+/// The instance after `i` in its prefix chain.
+fn next_in_chain(plan: &Plan, i: usize) -> Option<usize> {
+    plan.instances[i].prefix.as_ref().and_then(|link| link.next)
 }
 
 /// The message a panicking stage gave, if it is text.

@@ -194,3 +194,109 @@ fn a_transformer_resumed_from_a_stable_checkpoint_is_bitwise_the_run_from_scratc
     };
     resumed_equals_scratch(spec, &stream(2000, 11, 8), 4, Decay::OneMinusSqrt);
 }
+
+// ------------------------------------------------------------ through the engine
+
+use crate::harness::{ids, Workspace};
+
+/// A teacher task and WSD runs of an MLP at the data sizes `examples`: 16 rows
+/// a step, so D = 800 is 50 steps whose cooldown starts at step 40.
+fn pipeline(examples: &[u32]) -> String {
+    let list: Vec<String> = examples.iter().map(u32::to_string).collect();
+    format!(
+        r#"[pipeline]
+name = "w"
+seed = 0
+
+[stages.data]
+kind = "dataset.teacher"
+n = 2000
+noise_std = 0.3
+input_dim = 4
+teacher_width = 8
+split = {{ val = 200, test = 200 }}
+
+[stages.train]
+kind = "train"
+inputs = ["data"]
+model = "mlp"
+width = 8
+depth = 1
+lr = 1e-2
+batch_size = 16
+schedule = "wsd"
+warmup_steps = 5
+cooldown = 0.2
+[stages.train.sweep]
+examples = [{}]
+"#,
+        list.join(", ")
+    )
+}
+
+/// Runs the pipeline with two stage threads and returns the executed ids.
+fn run_wsd(ws: &Workspace, examples: &[u32]) -> Vec<String> {
+    ws.write("w.toml", &pipeline(examples));
+    let out = ws
+        .run(&["run", "w.toml", "--json", "--jobs", "2"])
+        .success();
+    ids(&out.json(), "executed")
+}
+
+/// `(steps, steps_executed, steps_resumed, resumed_from)` of a train instance.
+fn steps(ws: &Workspace, examples: u32) -> (u64, u64, u64, Option<String>) {
+    let id = format!("train[examples={examples}]");
+    let dir = scalepipe::store::dir_name(&id);
+    let m: serde_json::Value =
+        serde_json::from_str(&ws.read(&format!("results/w/{dir}/metrics.json"))).unwrap();
+    assert_eq!(m["schedule"], "wsd-cooldown");
+    let n = |k: &str| m[k].as_u64().unwrap_or_else(|| panic!("{k} in {m}"));
+    let from = m["resumed_from"].as_str().map(str::to_string);
+    (n("steps"), n("steps_executed"), n("steps_resumed"), from)
+}
+
+fn id(examples: u32) -> String {
+    format!("train[examples={examples}]")
+}
+
+#[test]
+fn wsd_runs_share_one_stable_phase_and_a_new_length_resumes_from_the_cache() {
+    let ws = Workspace::new();
+    // Two lengths in one run, two stage threads: the longer waits for the
+    // shorter and continues its stable phase (40 of its 100 steps).
+    let executed = run_wsd(&ws, &[800, 1600]);
+    assert_eq!(executed, ["data", &id(1600), &id(800)]);
+    assert_eq!(steps(&ws, 800), (50, 50, 0, None));
+    assert_eq!(steps(&ws, 1600), (100, 60, 40, Some(id(800))));
+
+    // A longer run later continues from the longest cached stable checkpoint
+    // (step 80 of 1600's run) instead of starting over.
+    let executed = run_wsd(&ws, &[800, 1600, 3200]);
+    assert_eq!(executed, [id(3200)]);
+    assert_eq!(steps(&ws, 3200), (200, 120, 80, Some(id(1600))));
+
+    // A length below the longest resumes from the nearest cached checkpoint
+    // below its own cooldown start (800's, step 40 of its 60 stable steps).
+    let executed = run_wsd(&ws, &[800, 1200, 1600, 3200]);
+    assert_eq!(executed, [id(1200)]);
+    assert_eq!(steps(&ws, 1200), (75, 35, 40, Some(id(800))));
+    // 360 steps executed for 425 steps of runs (the four from scratch).
+    let total: u64 = [800, 1200, 1600, 3200]
+        .iter()
+        .map(|&e| steps(&ws, e).1)
+        .sum();
+    assert_eq!(total, 50 + 35 + 60 + 120);
+
+    // Bitwise what the same run from scratch gives, in a fresh workspace.
+    let fresh = Workspace::new();
+    assert_eq!(run_wsd(&fresh, &[3200]), ["data", &id(3200)]);
+    assert_eq!(steps(&fresh, 3200), (200, 200, 0, None));
+    let dir = scalepipe::store::dir_name(&id(3200)).into_owned();
+    for file in ["model.safetensors", "loss_curve.csv", "stable.safetensors"] {
+        let path = format!("results/w/{dir}/{file}");
+        assert!(
+            std::fs::read(ws.join(&path)).unwrap() == std::fs::read(fresh.join(&path)).unwrap(),
+            "{file} differs"
+        );
+    }
+}
