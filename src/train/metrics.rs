@@ -146,6 +146,11 @@ impl RunMetrics {
         self.other.get("flops_exact").and_then(|v| v.as_f64())
     }
 
+    /// Whether the record is a WSD run's (it names its cooldown start).
+    pub fn is_wsd(&self) -> bool {
+        self.other.contains_key("stable_end_step")
+    }
+
     /// Every present field as one JSON object, for readers that pick fields by
     /// the name a user gives (the fit's column mapping).
     pub fn to_object(&self) -> serde_json::Map<String, serde_json::Value> {

@@ -229,6 +229,11 @@ warmup_steps = 5
 cooldown = 0.2
 [stages.train.sweep]
 examples = [{}]
+
+[stages.report]
+kind = "report"
+inputs = ["train"]
+title = "w"
 "#,
         list.join(", ")
     )
@@ -265,20 +270,20 @@ fn wsd_runs_share_one_stable_phase_and_a_new_length_resumes_from_the_cache() {
     // Two lengths in one run, two stage threads: the longer waits for the
     // shorter and continues its stable phase (40 of its 100 steps).
     let executed = run_wsd(&ws, &[800, 1600]);
-    assert_eq!(executed, ["data", &id(1600), &id(800)]);
+    assert_eq!(executed, ["data", "report", &id(1600), &id(800)]);
     assert_eq!(steps(&ws, 800), (50, 50, 0, None));
     assert_eq!(steps(&ws, 1600), (100, 60, 40, Some(id(800))));
 
     // A longer run later continues from the longest cached stable checkpoint
     // (step 80 of 1600's run) instead of starting over.
     let executed = run_wsd(&ws, &[800, 1600, 3200]);
-    assert_eq!(executed, [id(3200)]);
+    assert_eq!(executed, ["report".to_string(), id(3200)]);
     assert_eq!(steps(&ws, 3200), (200, 120, 80, Some(id(1600))));
 
     // A length below the longest resumes from the nearest cached checkpoint
     // below its own cooldown start (800's, step 40 of its 60 stable steps).
     let executed = run_wsd(&ws, &[800, 1200, 1600, 3200]);
-    assert_eq!(executed, [id(1200)]);
+    assert_eq!(executed, ["report".to_string(), id(1200)]);
     assert_eq!(steps(&ws, 1200), (75, 35, 40, Some(id(800))));
     // 360 steps executed for 425 steps of runs (the four from scratch).
     let total: u64 = [800, 1200, 1600, 3200]
@@ -286,10 +291,18 @@ fn wsd_runs_share_one_stable_phase_and_a_new_length_resumes_from_the_cache() {
         .map(|&e| steps(&ws, e).1)
         .sum();
     assert_eq!(total, 50 + 35 + 60 + 120);
+    // The report states it against the same runs from scratch (one model, so
+    // FLOPs are in proportion to steps: 265 / 425).
+    let report = ws.read("results/w/report/report.md");
+    assert!(
+        report.contains("The 4 train runs (4 with a WSD schedule) executed")
+            && report.contains("62.4% of it"),
+        "{report}"
+    );
 
     // Bitwise what the same run from scratch gives, in a fresh workspace.
     let fresh = Workspace::new();
-    assert_eq!(run_wsd(&fresh, &[3200]), ["data", &id(3200)]);
+    assert_eq!(run_wsd(&fresh, &[3200]), ["data", "report", &id(3200)]);
     assert_eq!(steps(&fresh, 3200), (200, 200, 0, None));
     let dir = scalepipe::store::dir_name(&id(3200)).into_owned();
     for file in ["model.safetensors", "loss_curve.csv", "stable.safetensors"] {
