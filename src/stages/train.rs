@@ -605,12 +605,59 @@ mod tests {
             ("model = \"mlp\"\nwidth = 8\ndepth = 2\nsteps = 1\nlr = -1\nseed = 0", Some("lr"), "positive"),
             ("model = \"cnn\"\nsteps = 1\nseed = 0", Some("model"), "unknown variant `cnn`"),
             ("width = 8\nsteps = 1\nseed = 0", None, "missing parameter `model`"),
+            (
+                "model = \"mlp\"\nwidth = 8\ndepth = 2\nsteps = 1\ncooldown = 0.2\nseed = 0",
+                Some("cooldown"),
+                "applies to schedule = \"wsd\"",
+            ),
+            (
+                "model = \"mlp\"\nwidth = 8\ndepth = 2\nsteps = 1\nschedule = \"wsd\"\nseed = 0",
+                None,
+                "needs `warmup_steps`",
+            ),
+            (
+                "model = \"mlp\"\nwidth = 8\ndepth = 2\nsteps = 1\nschedule = \"wsd\"\nwarmup_steps = 1\ncooldown = 1.5\nseed = 0",
+                Some("cooldown"),
+                "(0, 1]",
+            ),
+            (
+                "model = \"mlp\"\nwidth = 8\ndepth = 2\nsteps = 1\nschedule = \"wsd\"\nwarmup_steps = 1\ndecay = \"cosine\"\nseed = 0",
+                Some("decay"),
+                "unknown variant `cosine`",
+            ),
         ];
         for (text, key, fragment) in cases {
             let err = parse(text).expect_err(text);
             assert_eq!(err.key.as_deref(), key, "{text}: {err:?}");
             assert!(err.message.contains(fragment), "{text}: {err:?}");
         }
+    }
+
+    #[test]
+    fn wsd_runs_share_a_prefix_of_everything_but_length_and_cooldown() {
+        let cx = ConfigureContext {
+            base_dir: std::path::Path::new("."),
+            input_kinds: &["dataset.teacher".to_string()],
+        };
+        let job = |text: &str| configure(&text.parse().unwrap(), &cx).unwrap();
+        let base = "model = \"mlp\"\nwidth = 8\ndepth = 2\nseed = 0\nschedule = \"wsd\"\nwarmup_steps = 5\n";
+        let short = job(&format!("{base}examples = 100\ncooldown = 0.1"))
+            .prefix()
+            .unwrap();
+        let long = job(&format!("{base}examples = 400\ndecay = \"1-sqrt\""))
+            .prefix()
+            .unwrap();
+        assert_eq!(short.params, long.params);
+        assert_eq!((short.length, long.length), (100.0, 400.0));
+        let other_lr = job(&format!("{base}examples = 400\nlr = 0.1"))
+            .prefix()
+            .unwrap();
+        assert_ne!(other_lr.params, long.params);
+        assert!(
+            job("model = \"mlp\"\nwidth = 8\ndepth = 2\nseed = 0\nexamples = 100")
+                .prefix()
+                .is_none()
+        );
     }
 
     #[test]
