@@ -266,6 +266,7 @@ impl Workspace {
             store: &self.store,
             jobs: options.jobs,
             keep_going: options.keep_going,
+            force: options.force,
             cancel,
         };
         let results = executor

@@ -62,6 +62,9 @@ pub struct Executor<'a> {
     pub store: &'a Store,
     pub jobs: usize,
     pub keep_going: bool,
+    /// `--force`: everything re-executes, so a prefix chain continues only
+    /// from what this run executed (its earlier members), not from the store.
+    pub force: bool,
     pub cancel: &'a AtomicBool,
 }
 
@@ -456,9 +459,17 @@ impl Executor<'_> {
         let Some(link) = &inst.prefix else {
             return Vec::new();
         };
+        let mut earlier = std::collections::HashSet::new();
+        let mut at = link.after;
+        while let Some(i) = at {
+            earlier.insert(self.plan.instances[i].fingerprint.as_str());
+            at = self.plan.instances[i].prefix.as_ref().and_then(|l| l.after);
+        }
         let mut entries = Vec::new();
         for fingerprint in self.store.prefix_members(&link.fingerprint) {
-            if fingerprint == inst.fingerprint {
+            if fingerprint == inst.fingerprint
+                || (self.force && !earlier.contains(fingerprint.as_str()))
+            {
                 continue;
             }
             match self.store.check(&fingerprint, Depth::Quick) {

@@ -300,6 +300,14 @@ fn wsd_runs_share_one_stable_phase_and_a_new_length_resumes_from_the_cache() {
         "{report}"
     );
 
+    // `--force` re-executes everything (the chain continuing only from what
+    // this run executed); the store keeps the entries it had, whose bytes the
+    // comparison below checks.
+    let out = ws
+        .run(&["run", "w.toml", "--json", "--jobs", "2", "--force"])
+        .success();
+    assert_eq!(ids(&out.json(), "executed").len(), 6);
+
     // Bitwise what the same run from scratch gives, in a fresh workspace.
     let fresh = Workspace::new();
     assert_eq!(run_wsd(&fresh, &[3200]), ["data", "report", &id(3200)]);
