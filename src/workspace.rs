@@ -510,6 +510,9 @@ impl Workspace {
         }
         if !dry_run {
             let _ = std::fs::remove_dir_all(self.store.root().join("failed"));
+            self.store
+                .prune_prefixes()
+                .map_err(|e| Error::io("cannot prune the prefix index", e))?;
         }
         Ok(GcReport {
             removed,

@@ -4,8 +4,8 @@
 //! run committed it, without listing the cache.
 //!
 //! `.scalepipe/prefixes/<prefix fp>/<entry fp>` is an empty file per entry. It
-//! is only a hint: a name whose entry is gone (`gc`, quarantine) is passed
-//! over, and a lost name only costs the reuse.
+//! is only a hint: a name whose entry is gone (quarantine) is passed over until
+//! `gc` prunes it, and a lost name only costs the reuse.
 
 use std::fs;
 use std::io;
@@ -38,6 +38,29 @@ impl Store {
         names.sort();
         names
     }
+
+    /// Removes the names of entries that are gone, and prefixes left empty
+    /// (`gc` calls it after removing entries).
+    pub fn prune_prefixes(&self) -> io::Result<()> {
+        let Ok(prefixes) = fs::read_dir(self.root().join("prefixes")) else {
+            return Ok(());
+        };
+        for prefix in prefixes {
+            let dir = prefix?.path();
+            let mut left = 0;
+            for name in fs::read_dir(&dir)? {
+                let name = name?;
+                match name.file_name().to_str() {
+                    Some(fp) if self.contains(fp) => left += 1,
+                    _ => fs::remove_file(name.path())?,
+                }
+            }
+            if left == 0 {
+                fs::remove_dir(&dir)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -59,5 +82,12 @@ mod tests {
         }
         assert_eq!(store.prefix_members("p"), ["a", "b"]);
         assert!(store.prefix_members("q").is_empty());
+
+        store.index_prefix("q", "gone").unwrap();
+        store.prune_prefixes().unwrap();
+        let prefixes = store.root().join("prefixes");
+        assert!(!prefixes.join("p").join("gone").exists());
+        assert!(prefixes.join("p").join("a").exists());
+        assert!(!prefixes.join("q").exists(), "an empty prefix is removed");
     }
 }
