@@ -1,5 +1,7 @@
 //! `train`: trains one model on one dataset instance and writes `metrics.json`,
-//! `loss_curve.csv`, `model.safetensors`, `model.json` and `dataset.json`.
+//! `loss_curve.csv`, `model.safetensors`, `model.json` and `dataset.json`; with
+//! `schedule = "wsd"` also its stable-phase checkpoint (`stable.safetensors`,
+//! `stable.json`), which later runs sharing its prefix continue from.
 //!
 //! Glue only: the parameters are read here (a model family with its sizes, see
 //! [`ModelChoice`], plus the optimisation and the budget), the library does the
@@ -98,7 +100,7 @@ pub const PARAMS: &[ParamDoc] = &[
     ParamDoc::new("lr", "number", "0.001", "Peak learning rate."),
     ParamDoc::new("min_lr_ratio", "number", "0.1", "Final learning rate of the cosine decay or WSD cooldown, as a fraction of `lr`."),
     ParamDoc::new("warmup_steps", "integer", "5% of the steps (required with wsd)", "Linear warmup steps."),
-    ParamDoc::new("schedule", "\"cosine\" | \"wsd\"", "\"cosine\"", "Learning-rate schedule after the warmup: cosine decay, or warmup-stable-decay (constant, then a `cooldown`). WSD runs that differ only in their budget share their stable phase: the engine runs them shortest first and each continues from the longest cached stable-phase checkpoint (bitwise the same result as training from scratch)."),
+    ParamDoc::new("schedule", "\"cosine\" | \"wsd\"", "\"cosine\"", "Learning-rate schedule after the warmup: cosine decay, or warmup-stable-decay (constant, then a `cooldown`). WSD runs that differ only in their budget share their stable phase: the engine runs them shortest first, and each continues from the latest cached stable-phase checkpoint at or before its own cooldown start (bitwise the same result as training from scratch)."),
     ParamDoc::new("cooldown", "number in (0, 1]", "0.2", "WSD: share of the steps spent decaying to the floor."),
     ParamDoc::new("decay", "\"linear\" | \"1-sqrt\"", "\"linear\"", "WSD: form of the cooldown."),
     ParamDoc::new("betas", "[number, number]", "[0.9, 0.95]", "AdamW betas."),
