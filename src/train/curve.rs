@@ -51,11 +51,15 @@ pub fn read(dir: &Path) -> Result<Vec<CurvePoint>, CurveError> {
         source,
     })?;
     let mut lines = text.lines().enumerate();
-    if lines.next().map(|(_, h)| h) != Some("step,loss,lr") {
+    // Columns after these three (if any) are not part of a curve point.
+    if !lines
+        .next()
+        .is_some_and(|(_, h)| h.starts_with("step,loss,lr"))
+    {
         return Err(CurveError::Invalid {
             path,
             line: 1,
-            message: "expected the header `step,loss,lr`".into(),
+            message: "expected a header starting `step,loss,lr`".into(),
         });
     }
     lines
@@ -139,6 +143,12 @@ mod tests {
         write(dir.path(), &curve).unwrap();
         assert_eq!(read(dir.path()).unwrap(), curve);
         let path = dir.path().join(FILE);
+        std::fs::write(&path, "step,loss,lr,more\n0,2.5,0.001,\n1,2.25,0.001,7\n").unwrap();
+        assert_eq!(
+            read(dir.path()).unwrap(),
+            curve,
+            "later columns are ignored"
+        );
         assert_eq!(read_points(&path).unwrap(), vec![(0.0, 2.5), (1.0, 2.25)]);
         std::fs::write(&path, "loss,step\n2.5,0\n").unwrap();
         assert_eq!(read_points(&path).unwrap(), vec![(0.0, 2.5)]);
