@@ -70,6 +70,7 @@ fn main() {
         lr: 3e-3,
         min_lr_ratio: 0.1,
         warmup_steps: Some(2),
+        schedule: scalepipe::train::schedule::ScheduleChoice::Cosine,
         adamw: AdamWConfig::default(),
         seed: 0,
     };

@@ -114,7 +114,7 @@ pub fn kind_docs() -> Vec<KindDoc> {
         },
         KindDoc {
             kind: doc("train"),
-            summary: "Trains one model per input dataset instance on dfdx: AdamW, warmup + cosine schedule, gradient clipping; writes metrics.json, loss_curve.csv and a checkpoint. Give exactly one budget: `steps`, `epochs`, `tokens` or `examples`.",
+            summary: "Trains one model per input dataset instance on dfdx: AdamW, warmup + cosine or warmup-stable-decay (WSD) schedule, gradient clipping; writes metrics.json, loss_curve.csv and a checkpoint (WSD runs also a stable-phase checkpoint, which runs of other lengths continue from). Give exactly one budget: `steps`, `epochs`, `tokens` or `examples`.",
             n_and_d: Some("N = trainable parameters (`n_params` in metrics.json; transformers also record `n_params_non_embedding`). D = units processed in training = steps x batch_size x units per row: examples for `mlp` and `text_classifier` (one row is one example), tokens for `transformer` (one row is `context` tokens). D is what the model saw, so with `epochs` > 1 it counts repeats."),
             params: stages::train::PARAMS.to_vec(),
         },

@@ -271,6 +271,7 @@ impl Workspace {
             store: &self.store,
             jobs: options.jobs,
             keep_going: options.keep_going,
+            force: options.force,
             cancel,
             executor: options.executor,
             slurm: &slurm,
@@ -523,6 +524,9 @@ impl Workspace {
             let _ = std::fs::remove_dir_all(self.store.root().join("failed"));
             // Job specs, status files and Slurm output of finished Slurm runs.
             let _ = std::fs::remove_dir_all(self.store.root().join("slurm"));
+            self.store
+                .prune_prefixes()
+                .map_err(|e| Error::io("cannot prune the prefix index", e))?;
         }
         Ok(GcReport {
             removed,

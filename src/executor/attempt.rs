@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::claim::{Claims, Taken};
 use super::{Event, Outcome};
-use crate::stages::{InputRef, Job, StageContext, StageError, ENV_RUN_PID, ENV_WORKSPACE};
+use crate::stages::{InputRef, Job, PrefixEntry, StageContext, StageError, ENV_RUN_PID, ENV_WORKSPACE};
 use crate::store::{unix_now, CacheKey, Depth, Manifest, Store};
 
 /// Where events go.
@@ -33,6 +33,11 @@ pub struct Attempt<'a> {
     pub inputs: &'a [InputRef],
     pub threads: usize,
     pub timeout: Option<Duration>,
+    /// The fingerprint of the instance's prefix (`Job::prefix`), under which
+    /// its committed entry is indexed for longer runs to continue from.
+    pub prefix: Option<&'a str>,
+    /// Committed entries sharing that prefix, checked (`StageContext::prefix_entries`).
+    pub prefix_entries: &'a [PrefixEntry],
 }
 
 impl Attempt<'_> {
@@ -104,7 +109,8 @@ impl Attempt<'_> {
         .with_env(stage_env(store))
         .with_group_hook(&record_group)
         .with_warnings(&warn)
-        .with_pipeline_file(self.pipeline_file);
+        .with_pipeline_file(self.pipeline_file)
+        .with_prefix_entries(self.prefix_entries.to_vec());
         let result =
             catch_unwind(AssertUnwindSafe(|| self.job.run(&ctx))).unwrap_or_else(|panic| {
                 Err(StageError::msg(format!(
@@ -137,7 +143,13 @@ impl Attempt<'_> {
                 });
                 match manifest {
                     Ok(manifest) => match store.commit(pending, &manifest) {
-                        Ok(()) => Outcome::Executed,
+                        Ok(()) => {
+                            if let Some(prefix) = self.prefix {
+                                // Only a hint for later instances: losing it loses reuse.
+                                let _ = store.index_prefix(prefix, self.fingerprint);
+                            }
+                            Outcome::Executed
+                        }
                         Err(e) => Outcome::Failed {
                             message: format!("cannot commit the store entry: {e}"),
                             log: store.root().to_path_buf(),

@@ -18,8 +18,8 @@ use super::scheduler::Scheduler;
 use super::{Decision, Event, Outcome};
 use crate::graph::Plan;
 use crate::pipeline::{ExecutorKind, SlurmOptions};
-use crate::stages::InputRef;
-use crate::store::Store;
+use crate::stages::{InputRef, PrefixEntry};
+use crate::store::{Depth, Store};
 
 /// What happened to one instance in a run. In the run record it is written
 /// `executed`, `cached`, `failed`, `skipped` or `not-run`.
@@ -77,6 +77,9 @@ pub struct Executor<'a> {
     /// Threads of the local pool (in a Slurm run, for `executor = "local"` stages).
     pub jobs: usize,
     pub keep_going: bool,
+    /// `--force`: everything re-executes, so a prefix chain continues only
+    /// from what this run executed (its earlier members), not from the store.
+    pub force: bool,
     pub cancel: &'a AtomicBool,
     /// Where instances run: here, or as Slurm jobs (`slurm` says how).
     pub executor: ExecutorKind,
@@ -96,7 +99,8 @@ pub(super) struct Done {
 pub(super) struct RunState {
     /// Each instance's result, once it has one.
     pub(super) results: Vec<Option<InstanceResult>>,
-    /// Inputs still to finish before each instance may start.
+    /// Inputs (and the previous instance of a prefix chain) still to finish
+    /// before each instance may start.
     waiting: Vec<usize>,
     pub(super) scheduler: Scheduler,
     /// Set by a failure without `--keep-going` or by Ctrl-C: start nothing more.
@@ -184,7 +188,14 @@ impl Executor<'_> {
         let plan = self.plan;
         let mut run = RunState {
             results: vec![None; plan.instances.len()],
-            waiting: plan.instances.iter().map(|i| i.inputs.len()).collect(),
+            waiting: plan
+                .instances
+                .iter()
+                .map(|i| {
+                    i.inputs.len()
+                        + usize::from(i.prefix.as_ref().is_some_and(|l| l.after.is_some()))
+                })
+                .collect(),
             scheduler,
             stopping: false,
         };
@@ -198,7 +209,7 @@ impl Executor<'_> {
         }
         for (i, result) in run.results.iter().enumerate() {
             if result.is_some() {
-                for consumer in plan.consumers(i) {
+                for consumer in plan.consumers(i).chain(next_in_chain(plan, i)) {
                     run.waiting[consumer] -= 1;
                 }
             }
@@ -239,7 +250,7 @@ impl Executor<'_> {
                 (status, None)
             }
             Outcome::Failed { message, .. } => {
-                self.skip_dependents(done.index, &mut run.results, report);
+                self.skip_dependents(done.index, run, report);
                 run.stopping |= !self.keep_going;
                 (Status::Failed, Some(message))
             }
@@ -251,22 +262,31 @@ impl Executor<'_> {
         let mut result = InstanceResult::new(status, done.duration, error);
         result.jobs = done.jobs;
         run.results[done.index] = Some(result);
+        self.release_next(run, done.index);
+    }
+
+    /// Lets the next instance of `i`'s prefix chain start (once its inputs are
+    /// done), whatever became of `i`: a failed or skipped instance leaves no
+    /// checkpoint, and the next one starts from an earlier one or from scratch.
+    fn release_next(&self, run: &mut RunState, i: usize) {
+        if let Some(next) = next_in_chain(self.plan, i) {
+            run.waiting[next] -= 1;
+            if run.waiting[next] == 0 && run.results[next].is_none() {
+                run.scheduler
+                    .push_ready(next, self.plan.instances[next].resources);
+            }
+        }
     }
 
     /// Marks everything downstream of a failed instance as skipped.
-    fn skip_dependents(
-        &self,
-        failed: usize,
-        results: &mut [Option<InstanceResult>],
-        report: Report,
-    ) {
+    fn skip_dependents(&self, failed: usize, run: &mut RunState, report: Report) {
         let failed_id = &self.plan.instances[failed].id;
         let mut stack: Vec<usize> = self.plan.consumers(failed).collect();
         while let Some(i) = stack.pop() {
-            if results[i].is_some() {
+            if run.results[i].is_some() {
                 continue;
             }
-            results[i] = Some(InstanceResult::new(
+            run.results[i] = Some(InstanceResult::new(
                 Status::Skipped,
                 Duration::ZERO,
                 Some(format!("input `{failed_id}` failed")),
@@ -275,6 +295,7 @@ impl Executor<'_> {
                 id: &self.plan.instances[i].id,
                 because: failed_id,
             });
+            self.release_next(run, i);
             stack.extend(self.plan.consumers(i));
         }
     }
@@ -302,6 +323,8 @@ impl Executor<'_> {
             inputs: &inputs,
             threads,
             timeout: self.plan.pipeline.stages[inst.stage_index].timeout,
+            prefix: inst.prefix.as_ref().map(|link| link.fingerprint.as_str()),
+            prefix_entries: &self.prefix_entries(index),
         }
         .execute(self.store, claims, self.cancel, report)
     }
@@ -324,4 +347,42 @@ impl Executor<'_> {
             })
             .collect()
     }
+
+    /// The committed entries sharing instance `index`'s prefix, each
+    /// quick-checked like an input; a damaged one is left out (and left where
+    /// it is: the run that reads it as an input quarantines it).
+    pub(super) fn prefix_entries(&self, index: usize) -> Vec<PrefixEntry> {
+        let inst = &self.plan.instances[index];
+        let Some(link) = &inst.prefix else {
+            return Vec::new();
+        };
+        let mut earlier = std::collections::HashSet::new();
+        let mut at = link.after;
+        while let Some(i) = at {
+            earlier.insert(self.plan.instances[i].fingerprint.as_str());
+            at = self.plan.instances[i].prefix.as_ref().and_then(|l| l.after);
+        }
+        let mut entries = Vec::new();
+        for fingerprint in self.store.prefix_members(&link.fingerprint) {
+            if fingerprint == inst.fingerprint
+                || (self.force && !earlier.contains(fingerprint.as_str()))
+            {
+                continue;
+            }
+            match self.store.check(&fingerprint, Depth::Quick) {
+                Ok(manifest) => entries.push(PrefixEntry {
+                    id: manifest.id,
+                    dir: self.store.out_dir(&fingerprint),
+                    fingerprint,
+                }),
+                Err(_) => continue,
+            }
+        }
+        entries
+    }
+}
+
+/// The instance after `i` in its prefix chain.
+fn next_in_chain(plan: &Plan, i: usize) -> Option<usize> {
+    plan.instances[i].prefix.as_ref().and_then(|link| link.next)
 }

@@ -42,6 +42,24 @@ pub struct Instance {
     pub resources: Resources,
     pub key: CacheKey,
     pub fingerprint: String,
+    /// Set for jobs with a [`crate::stages::Job::prefix`].
+    pub prefix: Option<Box<PrefixLink>>,
+}
+
+/// An instance's place among the instances of its stage that share a prefix
+/// (a WSD run's stable phase): they run shortest first, one after another,
+/// so each can continue the previous one's work. The order is not an input:
+/// it is outside fingerprints, and a failure does not skip the next one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrefixLink {
+    /// Fingerprint of the prefix: the kind, the prefix parameters, the inputs
+    /// and files. The store indexes committed entries by it.
+    pub fingerprint: String,
+    pub length: f64,
+    /// The instance that runs before this one.
+    pub after: Option<usize>,
+    /// The instance that runs after this one.
+    pub next: Option<usize>,
 }
 
 /// A pipeline expanded into instances.
@@ -66,7 +84,8 @@ impl Plan {
         for s in order {
             builder.expand(s)?;
         }
-        let instances = builder.instances;
+        let mut instances = builder.instances;
+        chain_prefixes(&mut instances);
         let mut graph = DiGraph::with_capacity(instances.len(), instances.len());
         for i in 0..instances.len() {
             graph.add_node(i);
@@ -99,6 +118,33 @@ impl Plan {
         self.graph
             .neighbors_directed(NodeIndex::new(i), petgraph::Direction::Outgoing)
             .map(|n| n.index())
+    }
+}
+
+/// Links the instances of each stage that share a prefix fingerprint, shortest
+/// first (ties in plan order).
+fn chain_prefixes(instances: &mut [Instance]) {
+    let mut groups: HashMap<(usize, String), Vec<usize>> = HashMap::new();
+    for (i, inst) in instances.iter().enumerate() {
+        if let Some(link) = &inst.prefix {
+            groups
+                .entry((inst.stage_index, link.fingerprint.clone()))
+                .or_default()
+                .push(i);
+        }
+    }
+    for mut members in groups.into_values() {
+        let length = |i: usize| instances[i].prefix.as_ref().map_or(0.0, |l| l.length);
+        members.sort_by(|&a, &b| length(a).total_cmp(&length(b)).then(a.cmp(&b)));
+        for pair in members.windows(2) {
+            let (first, second) = (pair[0], pair[1]);
+            if let Some(link) = instances[first].prefix.as_mut() {
+                link.next = Some(second);
+            }
+            if let Some(link) = instances[second].prefix.as_mut() {
+                link.after = Some(first);
+            }
+        }
     }
 }
 
@@ -347,6 +393,23 @@ impl Builder<'_> {
                 files,
             );
             let resources = job.resources();
+            let prefix = job.prefix().map(|prefix| {
+                let mut key = CacheKey::new(
+                    stage.kind.name,
+                    stage.kind.version,
+                    CanonicalJson::of_table(&prefix.params),
+                    key.inputs.clone(),
+                    key.files.clone(),
+                );
+                // Never equal to an instance's own key.
+                key.kind = format!("{}#prefix", stage.kind.name).into();
+                Box::new(PrefixLink {
+                    fingerprint: key.fingerprint(),
+                    length: prefix.length,
+                    after: None,
+                    next: None,
+                })
+            });
             let index = self.instances.len();
             self.instances.push(Instance {
                 id,
@@ -359,6 +422,7 @@ impl Builder<'_> {
                 resources,
                 fingerprint: key.fingerprint(),
                 key,
+                prefix,
             });
             self.by_stage[s].push(index);
         }

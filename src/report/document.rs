@@ -7,7 +7,7 @@
 //! turns them into its own markup.
 
 use super::figures::Figure;
-use super::gather::{DesignInput, FitInput, Gathered, RunSource};
+use super::gather::{Compute, DesignInput, FitInput, Gathered, RunSource};
 use crate::fit::diagnostics::{decades_text, e_below_reference, Code, MAX_EXTRAPOLATION_DECADES};
 use crate::fit::fit_json::{Estimate, FitReport, HoldoutReport};
 use crate::fit::isoflop::Isoflop;
@@ -161,6 +161,10 @@ pub fn build(g: &Gathered, header: &Header, figures: &[(Figure, String)]) -> Doc
         rows,
     );
 
+    if g.compute.wsd_runs > 0 {
+        training_compute(&mut doc, &g.compute);
+    }
+
     for fit in &g.fits {
         fit_section(&mut doc, fit, header);
     }
@@ -212,6 +216,28 @@ pub fn build(g: &Gathered, header: &Header, figures: &[(Figure, String)]) -> Doc
     }
     doc.blocks.push(Block::Code(code));
     doc
+}
+
+/// What the train runs cost, against the same runs each trained from scratch
+/// (a cosine grid of the same points): WSD runs of several lengths share their
+/// stable phase.
+fn training_compute(doc: &mut Doc, c: &Compute) {
+    doc.h(2, "Training compute");
+    let share = if c.from_scratch > 0.0 {
+        c.executed / c.from_scratch
+    } else {
+        f64::NAN
+    };
+    doc.p(format!(
+        "The {} train runs ({} with a WSD schedule) executed {} FLOPs, against {} FLOPs to train each from scratch as a cosine grid of the same points does: {:.1}% of it ({:.2}x less). Exact matrix-product FLOPs of the updates executed; runs continued from a cached stable-phase checkpoint count only the steps they ran. Training time of the executed steps: {}.",
+        c.runs,
+        c.wsd_runs,
+        sci(c.executed),
+        sci(c.from_scratch),
+        100.0 * share,
+        1.0 / share,
+        duration(c.wall_time_s),
+    ));
 }
 
 /// Each fit's diagnostics from `fit.json`, plus the comparison with the

@@ -101,6 +101,21 @@ pub struct DesignInput {
     pub doc: DesignReport,
 }
 
+/// The training compute behind the train runs a report lists.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Compute {
+    pub runs: usize,
+    /// Runs with a WSD schedule (which may share their stable phases).
+    pub wsd_runs: usize,
+    /// Exact FLOPs of the updates the runs executed.
+    pub executed: f64,
+    /// Exact FLOPs of all their updates: what training each from scratch
+    /// costs, as a cosine grid of the same runs does.
+    pub from_scratch: f64,
+    /// Seconds the runs spent training.
+    pub wall_time_s: f64,
+}
+
 /// Everything the report shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gathered {
@@ -118,6 +133,8 @@ pub struct Gathered {
     pub task: Option<Task>,
     /// What D counts (`examples`, `tokens`), from `metrics.json`.
     pub d_unit: Option<String>,
+    /// Summed over the train instances listed (records that say what they executed).
+    pub compute: Compute,
 }
 
 /// Reads every input.
@@ -131,6 +148,7 @@ pub fn gather(inputs: Vec<InputInfo>) -> Result<Gathered, GatherError> {
     let mut irreducible = Vec::new();
     let mut task = None;
     let mut d_unit = None;
+    let mut compute = Compute::default();
 
     for input in &inputs {
         let dir = &input.dir;
@@ -180,6 +198,13 @@ pub fn gather(inputs: Vec<InputInfo>) -> Result<Gathered, GatherError> {
                         points: curve::read_points(&curve_path)?,
                     });
                 }
+                if let (Some(executed), Some(all)) = (m.flops_executed(), m.flops_exact()) {
+                    compute.runs += 1;
+                    compute.wsd_runs += usize::from(m.is_wsd());
+                    compute.executed += executed;
+                    compute.from_scratch += all;
+                    compute.wall_time_s += m.wall_time_s.unwrap_or(0.0);
+                }
                 if task.is_none() && dir.join(dataset_record::FILE).is_file() {
                     task = Some(dataset_record::read(dir)?.meta.task);
                 }
@@ -219,6 +244,7 @@ pub fn gather(inputs: Vec<InputInfo>) -> Result<Gathered, GatherError> {
         reference_e: agreed(&irreducible),
         task,
         d_unit,
+        compute,
     })
 }
 

@@ -27,6 +27,17 @@ pub struct InputRef {
     pub fingerprint: String,
 }
 
+/// A committed entry of an instance that shares this one's prefix
+/// ([`super::Job::prefix`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrefixEntry {
+    /// The instance id it was committed under.
+    pub id: String,
+    pub fingerprint: String,
+    /// Its outputs (read-only).
+    pub dir: PathBuf,
+}
+
 /// Progress callback: `(position, length, message)`.
 pub type ProgressFn<'a> = dyn Fn(u64, u64, &str) + Send + Sync + 'a;
 
@@ -52,6 +63,7 @@ pub struct StageContext<'a> {
     pub(crate) on_group: Option<&'a (dyn Fn(u32) + Sync)>,
     pub(crate) warn: Option<&'a WarnFn<'a>>,
     pub(crate) pipeline_file: Option<&'a Path>,
+    pub(crate) prefix_entries: Vec<PrefixEntry>,
 }
 
 /// The variable, set for every process a stage starts, holding the workspace a
@@ -87,7 +99,21 @@ impl<'a> StageContext<'a> {
             on_group: None,
             warn: None,
             pipeline_file: None,
+            prefix_entries: Vec::new(),
         }
+    }
+
+    /// Sets the committed entries that share the instance's prefix.
+    pub fn with_prefix_entries(mut self, entries: Vec<PrefixEntry>) -> Self {
+        self.prefix_entries = entries;
+        self
+    }
+
+    /// Committed entries of instances sharing this one's prefix
+    /// ([`super::Job::prefix`]), checked against their manifests; empty for
+    /// kinds without one.
+    pub fn prefix_entries(&self) -> &[PrefixEntry] {
+        &self.prefix_entries
     }
 
     /// Where [`Self::warn`] sends warnings besides the log (the engine shows them

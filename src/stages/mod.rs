@@ -20,7 +20,7 @@ pub mod report;
 pub mod simulate;
 pub mod train;
 
-pub use context::{InputRef, StageContext, ENV_RUN_PID, ENV_WORKSPACE};
+pub use context::{InputRef, PrefixEntry, StageContext, ENV_RUN_PID, ENV_WORKSPACE};
 
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
@@ -57,8 +57,27 @@ pub trait Job: Send + Sync {
         Resources::default()
     }
 
+    /// For work that, given a longer budget, continues what a shorter one did (a
+    /// WSD run's stable phase): the parameters that decide the shared part,
+    /// and the length. The engine runs instances of a stage with equal prefix
+    /// parameters and inputs shortest first, and hands each the committed
+    /// entries that share its prefix ([`StageContext::prefix_entries`]), from
+    /// this run or any earlier one.
+    fn prefix(&self) -> Option<Prefix> {
+        None
+    }
+
     /// Does the work, writing every output into `ctx.out_dir()`.
     fn run(&self, ctx: &StageContext) -> Result<(), StageError>;
+}
+
+/// What [`Job::prefix`] returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prefix {
+    /// The parameters that decide the shared part (the length's keys removed).
+    pub params: toml::Table,
+    /// Orders instances sharing a prefix: shorter ones run first.
+    pub length: f64,
 }
 
 /// Why a stage failed.

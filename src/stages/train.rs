@@ -1,5 +1,7 @@
 //! `train`: trains one model on one dataset instance and writes `metrics.json`,
-//! `loss_curve.csv`, `model.safetensors`, `model.json` and `dataset.json`.
+//! `loss_curve.csv`, `model.safetensors`, `model.json` and `dataset.json`; with
+//! `schedule = "wsd"` also its stable-phase checkpoint (`stable.safetensors`,
+//! `stable.json`), which later runs sharing its prefix continue from.
 //!
 //! Glue only: the parameters are read here (a model family with its sizes, see
 //! [`ModelChoice`], plus the optimisation and the budget), the library does the
@@ -10,7 +12,8 @@
 use serde::Deserialize;
 
 use super::{
-    parse_params, ConfigureContext, Job, Kind, ParamError, Resources, StageContext, StageError,
+    parse_params, ConfigureContext, Job, Kind, ParamError, Prefix, Resources, StageContext,
+    StageError,
 };
 use crate::data::{self, DatasetMeta};
 use crate::kinds_doc::ParamDoc;
@@ -20,13 +23,15 @@ use crate::train::device::{self, DeviceChoice};
 use crate::train::family::{Family, ModelChoice};
 use crate::train::metrics::{self, TrainMetrics};
 use crate::train::model::ModelSpec;
+use crate::train::schedule::{Decay, ScheduleChoice};
 use crate::train::trainer::{self, Budget, Hooks, TrainConfig, TrainReport, Training};
 use crate::train::{flops, TrainError};
 
 pub const KIND: Kind = Kind {
     name: "train",
     // 2: `dataset.json` names the dataset by fingerprint, no longer by path.
-    version: 2,
+    // 3: `metrics.json` names the schedule and the steps executed and resumed.
+    version: 3,
     takes_seed: true,
     maps_inputs: true,
     inherits_inputs_of: None,
@@ -50,6 +55,12 @@ pub struct RunParams {
     #[serde(default = "default_min_lr_ratio")]
     pub min_lr_ratio: f64,
     pub warmup_steps: Option<usize>,
+    #[serde(default)]
+    pub schedule: ScheduleName,
+    /// WSD only: the cooldown's share of the steps.
+    pub cooldown: Option<f64>,
+    /// WSD only: the cooldown's form.
+    pub decay: Option<Decay>,
     #[serde(default = "default_betas")]
     pub betas: [f64; 2],
     #[serde(default = "default_eps")]
@@ -73,13 +84,25 @@ pub struct RunParams {
     pub device: DeviceChoice,
 }
 
+/// The `schedule` parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleName {
+    #[default]
+    Cosine,
+    Wsd,
+}
+
 /// The reference of `train`'s parameters ([`crate::kinds_doc`]): the run's, then
 /// each model family's.
 pub const PARAMS: &[ParamDoc] = &[
     ParamDoc::new("model", "\"mlp\" | \"transformer\" | \"text_classifier\"", "required", "The model family: an MLP on table features, a decoder-only transformer on a token stream, or token embeddings pooled into an MLP head for text classification."),
     ParamDoc::new("lr", "number", "0.001", "Peak learning rate."),
-    ParamDoc::new("min_lr_ratio", "number", "0.1", "Final learning rate of the cosine decay, as a fraction of `lr`."),
-    ParamDoc::new("warmup_steps", "integer", "5% of the steps", "Linear warmup steps."),
+    ParamDoc::new("min_lr_ratio", "number", "0.1", "Final learning rate of the cosine decay or WSD cooldown, as a fraction of `lr`."),
+    ParamDoc::new("warmup_steps", "integer", "5% of the steps (required with wsd)", "Linear warmup steps."),
+    ParamDoc::new("schedule", "\"cosine\" | \"wsd\"", "\"cosine\"", "Learning-rate schedule after the warmup: cosine decay, or warmup-stable-decay (constant, then a `cooldown`). WSD runs that differ only in their budget share their stable phase: the engine runs them shortest first, and each continues from the latest cached stable-phase checkpoint at or before its own cooldown start (bitwise the same result as training from scratch)."),
+    ParamDoc::new("cooldown", "number in (0, 1]", "0.2", "WSD: share of the steps spent decaying to the floor."),
+    ParamDoc::new("decay", "\"linear\" | \"1-sqrt\"", "\"linear\"", "WSD: form of the cooldown."),
     ParamDoc::new("betas", "[number, number]", "[0.9, 0.95]", "AdamW betas."),
     ParamDoc::new("eps", "number", "1e-8", "AdamW epsilon."),
     ParamDoc::new("weight_decay", "number", "0.1", "Decoupled weight decay."),
@@ -113,6 +136,9 @@ pub(crate) const RUN_KEYS: &[&str] = &[
     "lr",
     "min_lr_ratio",
     "warmup_steps",
+    "schedule",
+    "cooldown",
+    "decay",
     "betas",
     "eps",
     "weight_decay",
@@ -195,6 +221,31 @@ impl TrainParams {
     }
 }
 
+/// The keys that set a WSD run's length or its cooldown: every other parameter
+/// decides its stable phase, which runs differing only in these share.
+const BEYOND_STABLE_PHASE: &[&str] = &[
+    "steps",
+    "epochs",
+    "tokens",
+    "examples",
+    "cooldown",
+    "decay",
+    "min_lr_ratio",
+];
+
+impl RunParams {
+    /// The schedule the trainer runs.
+    pub fn schedule(&self) -> ScheduleChoice {
+        match self.schedule {
+            ScheduleName::Cosine => ScheduleChoice::Cosine,
+            ScheduleName::Wsd => ScheduleChoice::Wsd {
+                cooldown: self.cooldown.unwrap_or(0.2),
+                decay: self.decay.unwrap_or_default(),
+            },
+        }
+    }
+}
+
 /// Only the `model` key, to pick the family first.
 #[derive(Deserialize)]
 struct FamilyKey {
@@ -235,6 +286,33 @@ impl RunParams {
                 "grad_clip",
                 "expected a number >= 0 (0: no clipping)",
             ));
+        }
+        match self.schedule {
+            ScheduleName::Cosine => {
+                for (key, given) in [
+                    ("cooldown", self.cooldown.is_some()),
+                    ("decay", self.decay.is_some()),
+                ] {
+                    if given {
+                        return Err(ParamError::at(
+                            key,
+                            "applies to schedule = \"wsd\" (this stage's schedule is cosine)",
+                        ));
+                    }
+                }
+            }
+            ScheduleName::Wsd => {
+                if self.warmup_steps.is_none() {
+                    return Err(ParamError::new(
+                        "schedule = \"wsd\" needs `warmup_steps` (a fixed number, so that runs of every length share their stable phase)",
+                    ));
+                }
+                if let Some(c) = self.cooldown {
+                    if !(c > 0.0 && c <= 1.0) {
+                        return Err(ParamError::at("cooldown", "expected a number in (0, 1]"));
+                    }
+                }
+            }
         }
         if !self.device.available() {
             return Err(ParamError::at(
@@ -287,17 +365,35 @@ impl RunParams {
 #[derive(Debug)]
 pub struct TrainJob {
     params: TrainParams,
+    /// WSD: what decides the stable phase, and the budget that orders runs.
+    prefix: Option<Prefix>,
 }
 
 fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>, ParamError> {
     let parsed = TrainParams::parse(params)?;
+    let prefix = (parsed.run.schedule == ScheduleName::Wsd).then(|| {
+        let mut stable = params.clone();
+        stable.retain(|key, _| !BEYOND_STABLE_PHASE.contains(&key));
+        let length = match parsed.budget {
+            Budget::Steps(s) => s as f64,
+            Budget::Epochs(e) => e,
+            Budget::Units(u) => u as f64,
+        };
+        Prefix {
+            params: stable,
+            length,
+        }
+    });
     if cx.input_kinds.len() != 1 || !cx.input_kinds[0].starts_with("dataset.") {
         return Err(ParamError::new(format!(
             "a train stage takes exactly one input, a dataset stage; got [{}]",
             cx.input_kinds.join(", ")
         )));
     }
-    Ok(Box::new(TrainJob { params: parsed }))
+    Ok(Box::new(TrainJob {
+        params: parsed,
+        prefix,
+    }))
 }
 
 impl Job for TrainJob {
@@ -306,6 +402,10 @@ impl Job for TrainJob {
             threads: self.params.run.threads,
             gpu: self.params.run.device == DeviceChoice::Cuda,
         }
+    }
+
+    fn prefix(&self) -> Option<Prefix> {
+        self.prefix.clone()
     }
 
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
@@ -325,6 +425,7 @@ impl Job for TrainJob {
             lr: run.lr,
             min_lr_ratio: run.min_lr_ratio,
             warmup_steps: run.warmup_steps,
+            schedule: run.schedule(),
             adamw: AdamWConfig {
                 betas: run.betas,
                 eps: run.eps,
@@ -357,15 +458,31 @@ impl Job for TrainJob {
             cancelled: &cancelled,
         };
         let out = ctx.out_dir();
+        let candidates: Vec<std::path::PathBuf> =
+            ctx.prefix_entries().iter().map(|e| e.dir.clone()).collect();
         let training = Training {
             cfg: &cfg,
             source: &source,
             out_dir: out,
             hooks: &hooks,
+            resume_from: &candidates,
         };
         let report = device::run_on(run.device, run.seed, ctx.threads(), training)?;
         if let Some(step) = report.diverged_at_step {
             ctx.log(&format!("diverged at step {step}"));
+        }
+        let resumed_from = report.resumed_from.as_ref().and_then(|dir| {
+            ctx.prefix_entries()
+                .iter()
+                .find(|e| &e.dir == dir)
+                .map(|e| e.id.clone())
+        });
+        if let Some(id) = &resumed_from {
+            ctx.log(&format!(
+                "resumed the stable phase from `{id}` at step {} ({} steps executed here)",
+                report.steps_resumed,
+                report.steps_executed()
+            ));
         }
 
         let record = DatasetRecord {
@@ -376,7 +493,8 @@ impl Job for TrainJob {
             meta: meta.clone(),
         };
         dataset_record::write(out, &record)?;
-        let metrics = train_metrics(run, &spec, &meta, &input.id, &report, ctx);
+        let mut metrics = train_metrics(run, &spec, &meta, &input.id, &report, ctx);
+        metrics.resumed_from = resumed_from;
         metrics::write_train(out, &metrics)?;
         Ok(())
     }
@@ -403,6 +521,12 @@ fn train_metrics(
         d_unit: spec.d_unit().to_string(),
         flops: flops::six_nd(report.n_params, report.d),
         flops_exact: report.flops_exact,
+        schedule: run.schedule().label().to_string(),
+        stable_end_step: report.stable_end,
+        steps_executed: report.steps_executed(),
+        steps_resumed: report.steps_resumed,
+        resumed_from: None,
+        flops_executed: report.flops_executed(),
         loss: finite(report.final_loss),
         initial_loss: finite(report.initial_loss),
         steps: report.steps,
@@ -483,12 +607,59 @@ mod tests {
             ("model = \"mlp\"\nwidth = 8\ndepth = 2\nsteps = 1\nlr = -1\nseed = 0", Some("lr"), "positive"),
             ("model = \"cnn\"\nsteps = 1\nseed = 0", Some("model"), "unknown variant `cnn`"),
             ("width = 8\nsteps = 1\nseed = 0", None, "missing parameter `model`"),
+            (
+                "model = \"mlp\"\nwidth = 8\ndepth = 2\nsteps = 1\ncooldown = 0.2\nseed = 0",
+                Some("cooldown"),
+                "applies to schedule = \"wsd\"",
+            ),
+            (
+                "model = \"mlp\"\nwidth = 8\ndepth = 2\nsteps = 1\nschedule = \"wsd\"\nseed = 0",
+                None,
+                "needs `warmup_steps`",
+            ),
+            (
+                "model = \"mlp\"\nwidth = 8\ndepth = 2\nsteps = 1\nschedule = \"wsd\"\nwarmup_steps = 1\ncooldown = 1.5\nseed = 0",
+                Some("cooldown"),
+                "(0, 1]",
+            ),
+            (
+                "model = \"mlp\"\nwidth = 8\ndepth = 2\nsteps = 1\nschedule = \"wsd\"\nwarmup_steps = 1\ndecay = \"cosine\"\nseed = 0",
+                Some("decay"),
+                "unknown variant `cosine`",
+            ),
         ];
         for (text, key, fragment) in cases {
             let err = parse(text).expect_err(text);
             assert_eq!(err.key.as_deref(), key, "{text}: {err:?}");
             assert!(err.message.contains(fragment), "{text}: {err:?}");
         }
+    }
+
+    #[test]
+    fn wsd_runs_share_a_prefix_of_everything_but_length_and_cooldown() {
+        let cx = ConfigureContext {
+            base_dir: std::path::Path::new("."),
+            input_kinds: &["dataset.teacher".to_string()],
+        };
+        let job = |text: &str| configure(&text.parse().unwrap(), &cx).unwrap();
+        let base = "model = \"mlp\"\nwidth = 8\ndepth = 2\nseed = 0\nschedule = \"wsd\"\nwarmup_steps = 5\n";
+        let short = job(&format!("{base}examples = 100\ncooldown = 0.1"))
+            .prefix()
+            .unwrap();
+        let long = job(&format!("{base}examples = 400\ndecay = \"1-sqrt\""))
+            .prefix()
+            .unwrap();
+        assert_eq!(short.params, long.params);
+        assert_eq!((short.length, long.length), (100.0, 400.0));
+        let other_lr = job(&format!("{base}examples = 400\nlr = 0.1"))
+            .prefix()
+            .unwrap();
+        assert_ne!(other_lr.params, long.params);
+        assert!(
+            job("model = \"mlp\"\nwidth = 8\ndepth = 2\nseed = 0\nexamples = 100")
+                .prefix()
+                .is_none()
+        );
     }
 
     #[test]
@@ -502,6 +673,8 @@ mod tests {
             let value: toml::Value = match *key {
                 "betas" => toml::Value::Array(vec![0.9.into(), 0.95.into()]),
                 "device" => "cpu".into(),
+                "schedule" => "wsd".into(),
+                "decay" => "1-sqrt".into(),
                 "epochs" | "tokens" | "examples" | "lr" | "min_lr_ratio" | "eps"
                 | "weight_decay" | "grad_clip" => 0.5.into(),
                 _ => 1.into(),

@@ -11,6 +11,7 @@
 //! .scalepipe/failed/<fp>/            the last failed attempt, for its log
 //! .scalepipe/quarantine/<fp>.<t>.<pid>.<n>/  entries that failed a check, with reason.txt
 //! .scalepipe/pipelines/<name>.json   each pipeline's latest instances (plan reasons, gc)
+//! .scalepipe/prefixes/<prefix>/<fp>  entries sharing a prefix (WSD stable phases)
 //! results/<pipeline>/<dir>/          copies of the latest outputs (`dir`: the id,
 //!                                    escaped and shortened to a valid file name)
 //! results/<pipeline>/run.json        the run record
@@ -19,6 +20,7 @@
 pub mod durable;
 mod fingerprint;
 mod manifest;
+mod prefix_index;
 mod quarantine;
 mod results;
 mod state;

@@ -79,6 +79,13 @@ pub trait GradOps: dfdx::tensor_ops::Device<f32> + dfdx::tensor::Cache {
         p: &Tensor<(usize,), f32, Self>,
         c: f32,
     ) -> Result<(), String>;
+
+    /// Overwrites `p`'s gradient with `values` (restoring saved moments).
+    fn write_grad(
+        grads: &mut Gradients<f32, Self>,
+        p: &Tensor<(usize,), f32, Self>,
+        values: &[f32],
+    ) -> Result<(), String>;
 }
 
 impl GradOps for Cpu {
@@ -97,6 +104,19 @@ impl GradOps for Cpu {
         g.iter_mut().for_each(|x| *x *= c);
         Ok(())
     }
+
+    fn write_grad(
+        grads: &mut Gradients<f32, Self>,
+        p: &Tensor<(usize,), f32, Self>,
+        values: &[f32],
+    ) -> Result<(), String> {
+        let g = grads.get_or_alloc_mut(p).map_err(|e| e.to_string())?;
+        if g.len() != values.len() {
+            return Err(format!("{} values for {} slots", values.len(), g.len()));
+        }
+        g.copy_from_slice(values);
+        Ok(())
+    }
 }
 
 #[cfg(feature = "cuda")]
@@ -113,6 +133,17 @@ impl GradOps for dfdx::tensor::Cuda {
         let mut host = dev.dtoh_sync_copy(g).map_err(|e| format!("{e:?}"))?;
         host.iter_mut().for_each(|x| *x *= c);
         dev.htod_sync_copy_into(&host, g)
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    fn write_grad(
+        grads: &mut Gradients<f32, Self>,
+        p: &Tensor<(usize,), f32, Self>,
+        values: &[f32],
+    ) -> Result<(), String> {
+        let g = grads.get_or_alloc_mut(p).map_err(|e| format!("{e:?}"))?;
+        let dev = g.device();
+        dev.htod_sync_copy_into(values, g)
             .map_err(|e| format!("{e:?}"))
     }
 }
@@ -144,6 +175,45 @@ impl<D: Backend> AdamW<D> {
             v: params.alloc_grads(),
             t: 0,
         }
+    }
+
+    /// The optimiser's state on the host, to checkpoint it: both moments of
+    /// every parameter, in parameter order.
+    pub fn to_host(&self, params: &Params<D>) -> AdamWState {
+        let host = |store: &Gradients<f32, D>| {
+            params
+                .iter()
+                .map(|p| store.get(&p.value).as_vec())
+                .collect()
+        };
+        AdamWState {
+            t: self.t,
+            m: host(&self.m),
+            v: host(&self.v),
+        }
+    }
+
+    /// An optimiser continuing from `state`, for `params` restored from the same
+    /// checkpoint.
+    pub fn restore(
+        config: AdamWConfig,
+        params: &Params<D>,
+        state: &AdamWState,
+    ) -> Result<Self, String> {
+        let mut opt = AdamW::new(config, params);
+        if state.m.len() != params.len() || state.v.len() != params.len() {
+            return Err(format!(
+                "the optimiser state has moments for {} parameters, the model has {}",
+                state.m.len(),
+                params.len()
+            ));
+        }
+        for (i, p) in params.iter().enumerate() {
+            D::write_grad(&mut opt.m, &p.value, &state.m[i])?;
+            D::write_grad(&mut opt.v, &p.value, &state.v[i])?;
+        }
+        opt.t = state.t;
+        Ok(opt)
     }
 
     /// Applies one update with learning rate `lr`. `grads` must hold a slot for
@@ -190,6 +260,14 @@ impl<D: Backend> AdamW<D> {
         }
         Ok(Some(StepInfo { grad_norm: norm }))
     }
+}
+
+/// [`AdamW`]'s state: the update count and both moments per parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdamWState {
+    pub t: i32,
+    pub m: Vec<Vec<f32>>,
+    pub v: Vec<Vec<f32>>,
 }
 
 /// The same AdamW as a chain of dfdx tensor ops (the reference implementation).

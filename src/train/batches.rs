@@ -5,6 +5,7 @@
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::data::{self, Table, Tokens};
 
@@ -182,6 +183,20 @@ pub struct Sampler<'a> {
     rng: ChaCha8Rng,
     order: Vec<usize>,
     cursor: usize,
+    /// The rng's position before it shuffled `order`, to shuffle it again.
+    shuffled_at: Option<u128>,
+}
+
+/// Where a [`Sampler`] is in its stream: with the seed, enough to continue it
+/// exactly (the current epoch's order is re-shuffled, not stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SamplerState {
+    /// The rng's position, in 32-bit words.
+    pub word_pos: u128,
+    /// Its position before it shuffled the current epoch (tables).
+    pub shuffled_at: Option<u128>,
+    /// Rows of the current epoch already drawn.
+    pub cursor: usize,
 }
 
 impl<'a> Sampler<'a> {
@@ -192,6 +207,36 @@ impl<'a> Sampler<'a> {
             rng,
             order: Vec::new(),
             cursor: 0,
+            shuffled_at: None,
+        }
+    }
+
+    /// The sampler that `new` with the same `rng` (freshly seeded) was at
+    /// when [`Sampler::state`] returned `state`.
+    pub fn resume(
+        source: &'a Source,
+        batch_size: usize,
+        mut rng: ChaCha8Rng,
+        state: SamplerState,
+    ) -> Self {
+        let mut sampler = Sampler::new(source, batch_size, rng.clone());
+        if let (Some(at), Source::Table { table, .. }) = (state.shuffled_at, source) {
+            rng.set_word_pos(at);
+            sampler.order = (0..table.rows).collect();
+            sampler.order.shuffle(&mut rng);
+            sampler.shuffled_at = Some(at);
+        }
+        rng.set_word_pos(state.word_pos);
+        sampler.rng = rng;
+        sampler.cursor = state.cursor;
+        sampler
+    }
+
+    pub fn state(&self) -> SamplerState {
+        SamplerState {
+            word_pos: self.rng.get_word_pos(),
+            shuffled_at: self.shuffled_at,
+            cursor: self.cursor,
         }
     }
 
@@ -200,6 +245,7 @@ impl<'a> Sampler<'a> {
             Source::Table { table, .. } => (0..self.batch_size)
                 .map(|_| {
                     if self.cursor == self.order.len() {
+                        self.shuffled_at = Some(self.rng.get_word_pos());
                         self.order = (0..table.rows).collect();
                         self.order.shuffle(&mut self.rng);
                         self.cursor = 0;
@@ -311,6 +357,32 @@ mod tests {
                 .sum::<usize>(),
             8
         );
+    }
+
+    #[test]
+    fn a_resumed_sampler_draws_what_the_original_would() {
+        let table = Table {
+            x: (0..10).map(|v| v as f32).collect(),
+            rows: 10,
+            cols: 1,
+            y: crate::data::Targets::Regression((0..10).map(|v| v as f32).collect()),
+        };
+        let sources = [Source::Table { table, ids: false }, stream(40, 4, &[])];
+        for source in &sources {
+            let rng = || ChaCha8Rng::seed_from_u64(7);
+            // Cut mid-epoch (7 of 10 rows drawn) and at an epoch's end.
+            for cut in [1, 2, 5] {
+                let mut whole = Sampler::new(source, 7, rng());
+                let mut first = Sampler::new(source, 7, rng());
+                for _ in 0..cut {
+                    assert_eq!(whole.next_batch(), first.next_batch());
+                }
+                let mut resumed = Sampler::resume(source, 7, rng(), first.state());
+                for _ in 0..6 {
+                    assert_eq!(whole.next_batch(), resumed.next_batch());
+                }
+            }
+        }
     }
 
     #[test]

@@ -42,6 +42,44 @@ pub fn write(dir: &Path, curve: &[CurvePoint]) -> Result<(), CurveError> {
     std::fs::write(&path, text).map_err(|source| CurveError::Io { path, source })
 }
 
+/// Reads back a curve [`write`] wrote, exactly (losses as the `f32` they were):
+/// a run resumed from another's checkpoint continues its curve.
+pub fn read(dir: &Path) -> Result<Vec<CurvePoint>, CurveError> {
+    let path = dir.join(FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| CurveError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let mut lines = text.lines().enumerate();
+    // Columns after these three (if any) are not part of a curve point.
+    if !lines
+        .next()
+        .is_some_and(|(_, h)| h.starts_with("step,loss,lr"))
+    {
+        return Err(CurveError::Invalid {
+            path,
+            line: 1,
+            message: "expected a header starting `step,loss,lr`".into(),
+        });
+    }
+    lines
+        .filter(|(_, line)| !line.is_empty())
+        .map(|(i, line)| {
+            let mut fields = line.split(',');
+            let mut next = || fields.next().unwrap_or_default();
+            let (step, loss, lr) = (next(), next(), next());
+            match (step.parse(), loss.parse(), lr.parse()) {
+                (Ok(step), Ok(loss), Ok(lr)) => Ok(CurvePoint { step, loss, lr }),
+                _ => Err(CurveError::Invalid {
+                    path: path.clone(),
+                    line: i + 1,
+                    message: "expected `step,loss,lr` numbers".into(),
+                }),
+            }
+        })
+        .collect()
+}
+
 /// Reads `(step, loss)` pairs from the curve file at `path`, finding the
 /// columns by their header names.
 pub fn read_points(path: &Path) -> Result<Vec<(f64, f64)>, CurveError> {
@@ -103,7 +141,14 @@ mod tests {
             },
         ];
         write(dir.path(), &curve).unwrap();
+        assert_eq!(read(dir.path()).unwrap(), curve);
         let path = dir.path().join(FILE);
+        std::fs::write(&path, "step,loss,lr,more\n0,2.5,0.001,\n1,2.25,0.001,7\n").unwrap();
+        assert_eq!(
+            read(dir.path()).unwrap(),
+            curve,
+            "later columns are ignored"
+        );
         assert_eq!(read_points(&path).unwrap(), vec![(0.0, 2.5), (1.0, 2.25)]);
         std::fs::write(&path, "loss,step\n2.5,0\n").unwrap();
         assert_eq!(read_points(&path).unwrap(), vec![(0.0, 2.5)]);

@@ -35,6 +35,26 @@ pub struct TrainMetrics {
     pub flops: f64,
     /// Exact matrix-product FLOPs of forward and backward passes.
     pub flops_exact: f64,
+    /// `cosine`, or `wsd-cooldown`: a WSD run, which always ends with its
+    /// cooldown (its last curve point and `loss` are end-of-cooldown values;
+    /// curve points before `stable_end_step` are stable-phase ones).
+    #[serde(default = "cosine")]
+    pub schedule: String,
+    /// WSD: the first cooldown step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stable_end_step: Option<usize>,
+    /// Updates this instance executed: `steps` less `steps_resumed`.
+    #[serde(default)]
+    pub steps_executed: usize,
+    /// Updates taken over from another run's stable-phase checkpoint.
+    #[serde(default)]
+    pub steps_resumed: usize,
+    /// The instance whose checkpoint this run continued, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<String>,
+    /// Exact FLOPs of the executed updates: the compute this instance spent.
+    #[serde(default)]
+    pub flops_executed: f64,
     /// Final training loss (mean of the last up to 20 steps).
     pub loss: Option<f64>,
     pub initial_loss: Option<f64>,
@@ -53,6 +73,10 @@ pub struct TrainMetrics {
     pub dataset: String,
     /// The train instance's resolved parameters.
     pub params: serde_json::Value,
+}
+
+fn cosine() -> String {
+    "cosine".into()
 }
 
 /// `metrics.json` of an eval stage: the training record with the held-out loss
@@ -108,6 +132,23 @@ impl RunMetrics {
     /// training run's (final training loss).
     pub fn is_eval(&self) -> bool {
         self.train_id.is_some()
+    }
+
+    /// Exact FLOPs a train run executed itself (less than its `flops_exact`
+    /// when it continued another run's stable phase); `None` in records
+    /// without it.
+    pub fn flops_executed(&self) -> Option<f64> {
+        self.other.get("flops_executed").and_then(|v| v.as_f64())
+    }
+
+    /// Exact FLOPs of all the run's updates: what training it from scratch costs.
+    pub fn flops_exact(&self) -> Option<f64> {
+        self.other.get("flops_exact").and_then(|v| v.as_f64())
+    }
+
+    /// Whether the record is a WSD run's (it names its cooldown start).
+    pub fn is_wsd(&self) -> bool {
+        self.other.contains_key("stable_end_step")
     }
 
     /// Every present field as one JSON object, for readers that pick fields by

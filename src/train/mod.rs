@@ -15,7 +15,7 @@
 //! nanoGPT's `train.py`. [`evaluate`] computes held-out loss for the `eval` stage.
 //!
 //! The files a run leaves each have one owner here: [`metrics`] (`metrics.json`),
-//! [`curve`] (`loss_curve.csv`), [`checkpoint`] (`model.safetensors`,
+//! [`curve`] (`loss_curve.csv`), [`checkpoint`] (`model.safetensors`, `stable.*`,
 //! `model.json`) and [`dataset_record`] (`dataset.json`).
 
 pub mod adamw;

@@ -1,7 +1,7 @@
 //! The training loop, top to bottom in one place (as nanoGPT's `train.py`): data,
 //! model, optimiser, schedule, loop with logging and divergence check, checkpoint.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use dfdx::prelude::*;
@@ -11,11 +11,12 @@ use serde::{Deserialize, Serialize};
 
 use super::adamw::{AdamW, AdamWConfig};
 use super::batches::{Sampler, Source};
+use super::checkpoint::StableState;
 use super::curve::{self, CurvePoint};
 use super::device::DeviceJob;
 use super::model::{Model, ModelSpec};
 use super::params::Params;
-use super::schedule::Schedule;
+use super::schedule::ScheduleChoice;
 use super::{checkpoint, flops, Backend, TrainError};
 
 /// How much training to do; a sweep holds one of these fixed while N varies.
@@ -39,6 +40,7 @@ pub struct TrainConfig {
     pub min_lr_ratio: f64,
     /// Warmup steps; `None`: 5% of the steps.
     pub warmup_steps: Option<usize>,
+    pub schedule: ScheduleChoice,
     pub adamw: AdamWConfig,
     pub seed: u64,
 }
@@ -67,12 +69,34 @@ pub struct TrainReport {
     pub n_params_non_embedding: usize,
     /// Exact matrix-product FLOPs of the steps taken.
     pub flops_exact: f64,
+    /// Steps taken over from another run's stable-phase checkpoint rather than
+    /// executed here (0 when the run started from scratch).
+    pub steps_resumed: usize,
+    /// The directory of the checkpoint resumed from.
+    pub resumed_from: Option<PathBuf>,
+    /// The first cooldown step of a WSD run (where its stable checkpoint is).
+    pub stable_end: Option<usize>,
     /// Mean training loss over the last (up to) 20 steps.
     pub final_loss: f64,
     pub initial_loss: f64,
     pub curve: Vec<CurvePoint>,
     /// Seconds spent in the loop (not in loading data or writing files).
     pub wall_time_s: f64,
+}
+
+impl TrainReport {
+    /// Updates executed by this run itself.
+    pub fn steps_executed(&self) -> usize {
+        self.steps - self.steps_resumed
+    }
+
+    /// Exact FLOPs of the updates executed by this run itself.
+    pub fn flops_executed(&self) -> f64 {
+        if self.steps == 0 {
+            return 0.0;
+        }
+        self.flops_exact * self.steps_executed() as f64 / self.steps as f64
+    }
 }
 
 /// Callbacks into the caller: progress `(step, total, message)` and cancellation.
@@ -87,12 +111,21 @@ pub struct Training<'a> {
     pub source: &'a Source,
     pub out_dir: &'a Path,
     pub hooks: &'a Hooks<'a>,
+    /// Outputs of runs that share this one's stable phase ([`train_resuming`]).
+    pub resume_from: &'a [PathBuf],
 }
 
 impl DeviceJob for Training<'_> {
     type Output = TrainReport;
     fn run<D: Backend>(self, dev: D) -> Result<TrainReport, TrainError> {
-        train(dev, self.cfg, self.source, self.out_dir, self.hooks)
+        train_resuming(
+            dev,
+            self.cfg,
+            self.source,
+            self.out_dir,
+            self.hooks,
+            self.resume_from,
+        )
     }
 }
 
@@ -116,25 +149,101 @@ pub fn train<D: Backend>(
     out_dir: &Path,
     hooks: &Hooks,
 ) -> Result<TrainReport, TrainError> {
-    // Data: a seeded stream of batches, independent of the init stream.
+    train_resuming(dev, cfg, source, out_dir, hooks, &[])
+}
+
+/// The stable-phase checkpoint among `candidates` (output directories of runs
+/// that share this run's stable phase: same data, model, seed and optimiser,
+/// any length) that saves the most steps: the latest taken at or before
+/// `stable_end`. Directories without one are passed over.
+pub fn pick_resume(
+    candidates: &[PathBuf],
+    stable_end: usize,
+) -> Result<Option<(PathBuf, StableState)>, TrainError> {
+    let mut best: Option<(PathBuf, StableState)> = None;
+    for dir in candidates {
+        if let Some(state) = checkpoint::read_stable_state(dir)? {
+            let better = best.as_ref().is_none_or(|(_, b)| state.step > b.step);
+            if state.step <= stable_end && better {
+                best = Some((dir.clone(), state));
+            }
+        }
+    }
+    Ok(best)
+}
+
+/// [`train`], which for a WSD schedule also writes the stable-phase checkpoint
+/// at its cooldown start ([`checkpoint::save_stable`]) and continues, instead
+/// of starting over, from the best of `resume_from`'s ([`pick_resume`]). The
+/// result is bitwise the same either way.
+pub fn train_resuming<D: Backend>(
+    dev: D,
+    cfg: &TrainConfig,
+    source: &Source,
+    out_dir: &Path,
+    hooks: &Hooks,
+    resume_from: &[PathBuf],
+) -> Result<TrainReport, TrainError> {
+    // Schedule: a WSD run's stable phase ends where its cooldown starts.
     let steps = planned_steps(cfg.budget, source, cfg.batch_size);
+    let schedule = cfg.schedule.schedule(
+        cfg.lr,
+        cfg.lr * cfg.min_lr_ratio,
+        cfg.warmup_steps.unwrap_or(steps.div_ceil(20)),
+        steps,
+    );
+    let stable_end = schedule.stable_end();
+    let resume = match stable_end {
+        Some(end) => pick_resume(resume_from, end)?,
+        None => None,
+    };
+
+    // Data: a seeded stream of batches, independent of the init stream.
     let mut data_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     data_rng.set_stream(1);
-    let mut sampler = Sampler::new(source, cfg.batch_size, data_rng);
 
-    // Model: parameters drawn on the host from the seed, then moved to `dev`.
+    // Model and optimiser: parameters drawn on the host from the seed, then
+    // moved to `dev`; or both, and the data position, from a checkpoint.
     dev.enable_cache();
-    let mut init_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let mut params = Params::new(dev.clone());
-    let model = Model::build(&cfg.spec, &mut params, &mut init_rng);
-
-    // Optimiser and schedule.
-    let mut opt = AdamW::new(cfg.adamw, &params);
-    let schedule = Schedule {
-        peak: cfg.lr,
-        floor: cfg.lr * cfg.min_lr_ratio,
-        warmup: cfg.warmup_steps.unwrap_or(steps.div_ceil(20)),
-        total: steps,
+    let (mut sampler, model, mut params, mut opt, start, mut curve, mut d) = match &resume {
+        None => {
+            let sampler = Sampler::new(source, cfg.batch_size, data_rng);
+            let mut init_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+            let mut params = Params::new(dev.clone());
+            let model = Model::build(&cfg.spec, &mut params, &mut init_rng);
+            let opt = AdamW::new(cfg.adamw, &params);
+            (sampler, model, params, opt, 0, Vec::with_capacity(steps), 0)
+        }
+        Some((dir, _)) => {
+            let stable = checkpoint::load_stable(dir, &cfg.spec, dev.clone())?;
+            let state = stable.state;
+            let sampler = Sampler::resume(source, cfg.batch_size, data_rng, state.sampler);
+            let opt =
+                AdamW::restore(cfg.adamw, &stable.params, &stable.adamw).map_err(|message| {
+                    TrainError::Checkpoint {
+                        path: dir.join(checkpoint::STABLE_WEIGHTS_FILE),
+                        message,
+                    }
+                })?;
+            let mut curve = curve::read(dir).map_err(curve_error)?;
+            curve.truncate(state.step);
+            if curve.len() != state.step {
+                return Err(TrainError::Checkpoint {
+                    path: dir.join(curve::FILE),
+                    message: format!("the curve ends before step {}", state.step),
+                });
+            }
+            curve.reserve(steps - state.step);
+            (
+                sampler,
+                stable.model,
+                stable.params,
+                opt,
+                state.step,
+                curve,
+                state.d,
+            )
+        }
     };
 
     // Loop.
@@ -143,16 +252,24 @@ pub fn train<D: Backend>(
         Source::Table { .. } => 1,
     };
     let step_flops = flops::step_flops(&cfg.spec, cfg.batch_size, seq);
-    let mut curve = Vec::with_capacity(steps);
     let mut status = Status::Ok;
     let mut diverged_at_step = None;
-    let mut d = 0usize;
-    let mut steps_done = 0usize;
+    let mut steps_done = start;
     let report_every = (steps / 200).max(1);
-    let start = Instant::now();
-    for step in 0..steps {
+    let clock = Instant::now();
+    for step in start..steps {
         if (hooks.cancelled)() {
             return Err(TrainError::Cancelled);
+        }
+        if Some(step) == stable_end {
+            let adamw = opt.to_host(&params);
+            let state = StableState {
+                step,
+                d,
+                adam_t: adamw.t,
+                sampler: sampler.state(),
+            };
+            checkpoint::save_stable(out_dir, &params, &adamw, &state)?;
         }
         let lr = schedule.lr(step);
         let batch = sampler.next_batch();
@@ -195,14 +312,11 @@ pub fn train<D: Backend>(
             );
         }
     }
-    let wall_time_s = start.elapsed().as_secs_f64();
+    let wall_time_s = clock.elapsed().as_secs_f64();
 
     // Checkpoint and loss curve.
     checkpoint::save(out_dir, &cfg.spec, &params)?;
-    curve::write(out_dir, &curve).map_err(|e| match e {
-        curve::CurveError::Io { path, source } => TrainError::Io { path, source },
-        other => TrainError::Data(other.to_string()),
-    })?;
+    curve::write(out_dir, &curve).map_err(curve_error)?;
 
     let finite: Vec<f64> = curve
         .iter()
@@ -219,6 +333,9 @@ pub fn train<D: Backend>(
         n_params: params.count(),
         n_params_non_embedding: params.count_non_embedding(),
         flops_exact: step_flops * steps_done as f64,
+        steps_resumed: start,
+        resumed_from: resume.map(|(dir, _)| dir),
+        stable_end,
         final_loss: if tail.is_empty() {
             f64::NAN
         } else {
@@ -228,4 +345,11 @@ pub fn train<D: Backend>(
         curve,
         wall_time_s,
     })
+}
+
+fn curve_error(e: curve::CurveError) -> TrainError {
+    match e {
+        curve::CurveError::Io { path, source } => TrainError::Io { path, source },
+        other => TrainError::Data(other.to_string()),
+    }
 }

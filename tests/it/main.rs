@@ -17,3 +17,4 @@ mod slurm;
 mod stability;
 mod store;
 mod train;
+mod wsd;

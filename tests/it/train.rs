@@ -15,6 +15,7 @@ use scalepipe::train::layers::Activation;
 use scalepipe::train::mlp::MlpSpec;
 use scalepipe::train::model::{Arch, LossKind, Model, ModelSpec};
 use scalepipe::train::params::{ParamId, Params};
+use scalepipe::train::schedule::ScheduleChoice;
 use scalepipe::train::text_classifier::{Pooling, TextClassifierSpec};
 use scalepipe::train::trainer::{train, Budget, Hooks, Status, TrainConfig, TrainReport};
 use scalepipe::train::transformer::TransformerSpec;
@@ -153,6 +154,7 @@ fn config(spec: ModelSpec, batch: usize, budget: Budget, lr: f64, seed: u64) -> 
         lr,
         min_lr_ratio: 0.1,
         warmup_steps: None,
+        schedule: ScheduleChoice::Cosine,
         adamw: AdamWConfig {
             weight_decay: 0.0,
             ..AdamWConfig::default()

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::executor::Outcome;
 use crate::json_file::{self, JsonFileError};
-use crate::stages::InputRef;
+use crate::stages::{InputRef, PrefixEntry};
 use crate::store::CacheKey;
 
 /// One instance as a worker executes it.
@@ -41,6 +41,13 @@ pub struct JobSpec {
     /// The stage's `timeout`, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_s: Option<f64>,
+    /// The instance's prefix fingerprint (`Job::prefix`), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Committed entries sharing that prefix when the job was submitted
+    /// (a WSD run continues from the latest of their checkpoints).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefix_entries: Vec<PrefixEntry>,
 }
 
 /// How a worker ended, as its status file says.

@@ -335,6 +335,8 @@ impl Submitter<'_, '_> {
             inputs: self.exec.input_refs(index),
             threads: inst.resources.threads.max(1),
             timeout_s: stage.timeout.map(|t| t.as_secs_f64()),
+            prefix: inst.prefix.as_ref().map(|link| link.fingerprint.clone()),
+            prefix_entries: self.exec.prefix_entries(index),
         }
     }
 

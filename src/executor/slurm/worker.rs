@@ -82,6 +82,8 @@ pub fn run(path: &Path, cancel: &AtomicBool) -> Result<Outcome, WorkerError> {
             inputs: &spec.inputs,
             threads: spec.threads,
             timeout: spec.timeout_s.map(Duration::from_secs_f64),
+            prefix: spec.prefix.as_deref(),
+            prefix_entries: &spec.prefix_entries,
         }
         .execute(&store, &Claims::new(store.root()), cancel, &report)
     };
