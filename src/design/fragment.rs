@@ -62,3 +62,60 @@ fn number(v: f64) -> String {
 pub fn write(dir: &Path, report: &DesignReport) -> std::io::Result<()> {
     std::fs::write(dir.join(FILE), render(report))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::design::{ProposedRun, Targets};
+    use crate::fit::Estimate;
+
+    #[test]
+    fn the_fragment_is_a_zip_sweep_of_the_proposed_runs() {
+        let e = Estimate {
+            value: 1.0,
+            median: None,
+            lo: None,
+            hi: None,
+        };
+        let t = Targets { n_opt: e, loss: e };
+        let run = |n: f64, d: f64| ProposedRun {
+            n,
+            d,
+            flops: 6.0 * n * d,
+            gain_n_opt: 0.1,
+            gain_loss: 0.1,
+            disagreement: 0.01,
+        };
+        let report = DesignReport {
+            round: 3,
+            budget: 1e21,
+            spend: 1e20,
+            spent: 0.0,
+            k: 2,
+            method: String::new(),
+            ranking: String::new(),
+            noise_sd: 0.01,
+            ensemble: 100,
+            candidates: 4,
+            now: t,
+            expected: t,
+            runs: vec![run(1e9, 2e9), run(3.5e7, 1e11)],
+            history: Vec::new(),
+            fragment: FILE.into(),
+        };
+        let table: toml::Table = render(&report).parse().unwrap();
+        assert_eq!(table["sweep_mode"].as_str(), Some("zip"));
+        let floats = |key: &str| -> Vec<f64> {
+            table[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_float().unwrap())
+                .collect()
+        };
+        assert_eq!(floats("n"), [1e9, 3.5e7]);
+        assert_eq!(floats("d"), [2e9, 1e11]);
+        assert_eq!(table["round"].as_array().unwrap().len(), 2);
+        assert_eq!(table["round"][0].as_integer(), Some(3));
+    }
+}

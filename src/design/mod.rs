@@ -68,8 +68,8 @@ pub const MIN_ENSEMBLE: usize = 20;
 pub const METHOD: &str = "Bayesian c-optimal design on the fit's bootstrap ensemble (Chaloner & Verdinelli 1995): each candidate scored by the information (nats) its log loss carries about ln N* and ln L* at the budget, with noise from the fit's residuals; picked greedily, each pick's imagined outcome assimilated with the ensemble square-root filter (Whitaker & Hamill 2002); gain per FLOP and total gain passes compared as in CELF (Leskovec et al. 2007)";
 
 impl Design {
-    /// Proposes runs given the fit and its runs. `round` is the round the
-    /// proposed runs make.
+    /// Proposes runs given the fit and its runs (its `predictions.parquet`);
+    /// they make the round after the latest run's `round`.
     pub fn propose(
         &self,
         fit: &FitReport,
@@ -227,5 +227,41 @@ fn shrink(now: Estimate, before: &Ensemble, after: &Ensemble, t: usize) -> Estim
         median: Some(median),
         lo: Some((m - (m - lo.ln()) * factor).exp()),
         hi: Some((m + (hi.ln() - m) * factor).exp()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(loss: f64, predicted: f64, role: &str) -> Prediction {
+        Prediction {
+            id: "r".into(),
+            n: Some(1.0),
+            d: Some(1.0),
+            c: Some(6.0),
+            loss: Some(loss),
+            predicted: Some(predicted),
+            role: role.into(),
+            held_out: false,
+            holdout_predicted: None,
+            status: Some("ok".into()),
+            params: Some(r#"{"round": 2}"#.into()),
+        }
+    }
+
+    #[test]
+    fn noise_is_the_fitted_runs_residual_sd_corrected_for_parameters() {
+        let e = 0.01f64;
+        let runs = vec![
+            run(e.exp(), 1.0, "fit"),
+            run((-e).exp(), 1.0, "fit"),
+            run(e.exp(), 1.0, "fit"),
+            run(5.0, 1.0, "excluded"),
+        ];
+        // Three residuals of +-0.01, one parameter: sqrt(3 * 1e-4 / 2).
+        assert!((residual_sd(&runs, 1) - (1.5e-4f64).sqrt()).abs() < 1e-12);
+        assert_eq!(residual_sd(&[run(1.0, 1.0, "fit")], 5), 1e-4, "floored");
+        assert_eq!(history::round_of(&runs[0]), 2);
     }
 }
