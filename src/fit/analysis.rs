@@ -216,6 +216,9 @@ impl Analysis {
             }),
             holdout,
             isoflop,
+            curve: None,
+            replicates: None,
+            prediction_intervals: Vec::new(),
             theta,
             band_log_parameters: boot
                 .as_ref()

@@ -8,7 +8,8 @@
 //! allocation, an extrapolation check on held-out larger runs, and IsoFLOP
 //! profiles (Approach 2).
 //!
-//! Data flow: [`table`] gathers runs (Polars) -> [`table::select`] picks the usable
+//! Data flow: [`table`] gathers runs (Polars; [`points`] turns each run's loss
+//! curve into points when asked) -> [`table::select`] picks the usable
 //! ones -> [`analysis::Analysis::run`] fits ([`objective`], [`optimize`],
 //! [`bootstrap`], [`derived`], [`holdout`], [`isoflop`], then [`diagnostics`]
 //! judges the result) -> [`FitReport`]
@@ -29,6 +30,7 @@ pub mod holdout;
 pub mod isoflop;
 pub mod objective;
 pub mod optimize;
+pub mod points;
 pub mod predictions;
 pub mod summary;
 pub mod table;

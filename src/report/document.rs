@@ -305,6 +305,16 @@ fn findings(g: &Gathered, header: &Header) -> Vec<String> {
 fn fit_section(doc: &mut Doc, fit: &FitInput, header: &Header) {
     let d = &fit.doc;
     doc.h(2, format!("Fit `{}` ({})", fit.id, d.form.name()));
+    if let Some(c) = &d.curve {
+        doc.p(format!(
+            "Points: {} curve points of {} runs (held-out evaluations during training); {} earlier points left out (D below {} of the run's final D{}, or before the end of a WSD cooldown). The observed-against-predicted figure shows every point: those in the fit as dots, the others as grey crosses.",
+            c.points,
+            c.runs,
+            c.dropped,
+            percent(c.skip_fraction),
+            if c.min_d > 0.0 { format!(" or below {}", sci(c.min_d)) } else { String::new() },
+        ));
+    }
     parameters(doc, d, header);
     allocation(doc, d);
     if let Some(h) = &d.holdout {

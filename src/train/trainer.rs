@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use super::adamw::{AdamW, AdamWConfig};
 use super::batches::{Sampler, Source};
-use super::curve::{self, CurvePoint};
+use super::curve::{self, CurvePoint, EvalPoint};
 use super::device::DeviceJob;
+use super::evaluate;
 use super::model::{Model, ModelSpec};
 use super::params::Params;
 use super::schedule::Schedule;
@@ -71,6 +72,8 @@ pub struct TrainReport {
     pub final_loss: f64,
     pub initial_loss: f64,
     pub curve: Vec<CurvePoint>,
+    /// Held-out evaluations made during training (with [`HeldOut`]).
+    pub evals: Vec<EvalPoint>,
     /// Seconds spent in the loop (not in loading data or writing files).
     pub wall_time_s: f64,
 }
@@ -81,18 +84,37 @@ pub struct Hooks<'a> {
     pub cancelled: &'a (dyn Fn() -> bool + Sync),
 }
 
+/// Held-out evaluation during training: after every `every` steps and after
+/// the last, the model is scored on `source` (fits on loss curves read these
+/// points). Deterministic: the same batches in the same order each time.
+pub struct HeldOut<'a> {
+    pub source: &'a Source,
+    pub every: usize,
+    pub batch_size: usize,
+    /// Token streams: most units scored per evaluation.
+    pub max_units: Option<usize>,
+}
+
 /// [`train`] as a [`DeviceJob`], for [`super::device::run_on`].
 pub struct Training<'a> {
     pub cfg: &'a TrainConfig,
     pub source: &'a Source,
     pub out_dir: &'a Path,
     pub hooks: &'a Hooks<'a>,
+    pub held_out: Option<HeldOut<'a>>,
 }
 
 impl DeviceJob for Training<'_> {
     type Output = TrainReport;
     fn run<D: Backend>(self, dev: D) -> Result<TrainReport, TrainError> {
-        train(dev, self.cfg, self.source, self.out_dir, self.hooks)
+        train(
+            dev,
+            self.cfg,
+            self.source,
+            self.out_dir,
+            self.hooks,
+            self.held_out.as_ref(),
+        )
     }
 }
 
@@ -115,6 +137,7 @@ pub fn train<D: Backend>(
     source: &Source,
     out_dir: &Path,
     hooks: &Hooks,
+    held_out: Option<&HeldOut>,
 ) -> Result<TrainReport, TrainError> {
     // Data: a seeded stream of batches, independent of the init stream.
     let steps = planned_steps(cfg.budget, source, cfg.batch_size);
@@ -144,6 +167,7 @@ pub fn train<D: Backend>(
     };
     let step_flops = flops::step_flops(&cfg.spec, cfg.batch_size, seq);
     let mut curve = Vec::with_capacity(steps);
+    let mut evals = Vec::new();
     let mut status = Status::Ok;
     let mut diverged_at_step = None;
     let mut d = 0usize;
@@ -185,6 +209,14 @@ pub fn train<D: Backend>(
         }
         steps_done += 1;
         d += batch.units();
+        if let Some(h) = held_out.filter(|h| (step + 1) % h.every == 0 || step + 1 == steps) {
+            let e = evaluate::evaluate(&model, &params, h.source, h.batch_size, h.max_units);
+            evals.push(EvalPoint {
+                step,
+                d,
+                loss: e.loss,
+            });
+        }
 
         // Logging.
         if step % report_every == 0 || step + 1 == steps {
@@ -199,7 +231,7 @@ pub fn train<D: Backend>(
 
     // Checkpoint and loss curve.
     checkpoint::save(out_dir, &cfg.spec, &params)?;
-    curve::write(out_dir, &curve).map_err(|e| match e {
+    curve::write(out_dir, &curve, &evals).map_err(|e| match e {
         curve::CurveError::Io { path, source } => TrainError::Io { path, source },
         other => TrainError::Data(other.to_string()),
     })?;
@@ -226,6 +258,7 @@ pub fn train<D: Backend>(
         },
         initial_loss: finite.first().copied().unwrap_or(f64::NAN),
         curve,
+        evals,
         wall_time_s,
     })
 }
