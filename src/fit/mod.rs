@@ -10,7 +10,8 @@
 //!
 //! Data flow: [`table`] gathers runs (Polars; [`points`] turns each run's loss
 //! curve into points when asked) -> [`table::select`] picks the usable
-//! ones -> [`analysis::Analysis::run`] fits ([`objective`], [`optimize`],
+//! ones -> [`analysis::Analysis::run_grouped`] fits (seed [`replicates`]
+//! grouped) ([`objective`], [`optimize`],
 //! [`bootstrap`], [`derived`], [`holdout`], [`isoflop`], then [`diagnostics`]
 //! judges the result) -> [`FitReport`]
 //! ([`fit_json`], `fit.json`), [`predictions`] (`predictions.parquet`) and
@@ -32,6 +33,7 @@ pub mod objective;
 pub mod optimize;
 pub mod points;
 pub mod predictions;
+pub mod replicates;
 pub mod summary;
 pub mod table;
 

@@ -518,7 +518,7 @@ pub fn instance_id(stage: &str, point: &Point) -> String {
 fn resolve_params(stage: &StageDef, point: &Point, seed: u64) -> toml::Table {
     let mut params = stage.params.clone();
     if let Some(sweep) = &stage.sweep {
-        for axis in &sweep.axes {
+        for axis in sweep.all_axes() {
             if let Some(v) = point.get(&axis.key) {
                 params.insert(axis.key.clone(), v.clone());
             }

@@ -316,7 +316,9 @@ fn fit_section(doc: &mut Doc, fit: &FitInput, header: &Header) {
         ));
     }
     parameters(doc, d, header);
+    seed_spread(doc, d);
     allocation(doc, d);
+    prediction_intervals(doc, d);
     if let Some(h) = &d.holdout {
         extrapolation(doc, h);
     }
@@ -503,6 +505,75 @@ fn isoflop(doc: &mut Doc, iso: &Isoflop) {
         .collect();
     doc.table(
         &["band C", "runs", "N_opt", "D_opt", "min loss", "used"],
+        rows,
+    );
+}
+
+/// Seed replicates: how they entered the fit and each (N, D)'s spread.
+fn seed_spread(doc: &mut Doc, d: &FitReport) {
+    let Some(r) = &d.replicates else {
+        return;
+    };
+    doc.h(3, "Seed spread");
+    doc.p(format!(
+        "{} groups of runs that differ only in their seed (up to {} seeds each) entered the fit as {}; the bootstrap resamples the seeds inside each drawn group. Seed noise: the standard deviation of ln(loss) within a group is {} (a factor of {} on the loss).",
+        r.groups,
+        r.max_seeds,
+        if r.mode == "all" { "every run" } else { "their mean loss" },
+        sig(r.log_seed_std, 3),
+        sig(r.log_seed_std.exp(), 4),
+    ));
+    let rows = r
+        .spread
+        .iter()
+        .map(|g| {
+            vec![
+                sci(g.n),
+                sci(g.d),
+                g.seeds.to_string(),
+                sig(g.mean, 4),
+                sig(g.std, 3),
+                format!("[{}, {}]", sig(g.min, 4), sig(g.max, 4)),
+            ]
+        })
+        .collect();
+    doc.table(&["N", "D", "seeds", "mean loss", "std", "range"], rows);
+}
+
+/// 95% prediction intervals: where the loss of one new run would fall.
+fn prediction_intervals(doc: &mut Doc, d: &FitReport) {
+    if d.prediction_intervals.is_empty() {
+        return;
+    }
+    doc.h(3, "Prediction intervals");
+    doc.p("Where the loss of one new run (a new seed) would fall with 95% probability: the bootstrap's spread of the fitted law (for held-out runs, of the fit that did not see them) plus the seed noise. Wider than the parameter intervals, which bound only the fitted curve.");
+    let rows = d
+        .prediction_intervals
+        .iter()
+        .map(|p| {
+            vec![
+                format!("`{}`", p.what),
+                sci(p.n),
+                sci(p.d),
+                sig(p.predicted, 4),
+                format!("[{}, {}]", sig(p.lo, 4), sig(p.hi, 4)),
+                match p.observed {
+                    Some(o) if p.lo <= o && o <= p.hi => format!("{} (inside)", sig(o, 4)),
+                    Some(o) => format!("{} (OUTSIDE)", sig(o, 4)),
+                    None => "-".into(),
+                },
+            ]
+        })
+        .collect();
+    doc.table(
+        &[
+            "prediction",
+            "N",
+            "D",
+            "predicted",
+            "95% prediction interval",
+            "observed",
+        ],
         rows,
     );
 }

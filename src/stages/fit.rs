@@ -39,6 +39,7 @@ use crate::fit::isoflop::{Grouping, IsoflopSettings};
 use crate::fit::objective::Observation;
 use crate::fit::optimize::Settings;
 use crate::fit::points::{self, CurveOrigin, CurveRule, PointSource};
+use crate::fit::replicates::{self, ReplicateMode};
 use crate::fit::summary::summary;
 use crate::fit::table::{self, ColumnMap, Excluded};
 use crate::fit::{diagnostics, fit_json, predictions};
@@ -52,7 +53,11 @@ pub const KIND: Kind = Kind {
     //    and up to 100 bootstrap replicates' log parameters (for bands);
     //    `summary.md` opens with the diagnostics; power_n/power_d refuse runs
     //    pooled over several D/N.
-    version: 3,
+    // 4: seed replicates are grouped (`replicates`); `fit.json` gains
+    //    `prediction_intervals` (with a bootstrap and budgets or a hold-out),
+    //    `replicates` and `curve`; a hold-out with a bootstrap bootstraps the
+    //    hold-out fit too.
+    version: 4,
     takes_seed: true,
     maps_inputs: false,
     inherits_inputs_of: None,
@@ -67,6 +72,7 @@ pub const PARAMS: &[ParamDoc] = &[
     ParamDoc::new("points", "\"final\" | \"curve\"", "\"final\"", "Each run's final loss, or every held-out point of its loss curve (train stages with `eval_every` as inputs; WSD runs: the end of the cooldown only)."),
     ParamDoc::new("skip_fraction", "number", "0.1 (with points = \"curve\")", "Drop curve points whose D is below this fraction of their run's final D."),
     ParamDoc::new("min_d", "number", "0 (with points = \"curve\")", "Drop curve points whose D (tokens or examples) is below this."),
+    ParamDoc::new("replicates", "\"mean\" | \"all\"", "\"mean\"", "Runs that differ only in their seed (`seeds = K` upstream): one point per (N, D) at their mean loss, or every run. The bootstrap resamples seeds within each drawn (N, D) either way."),
     ParamDoc::new("table", "string", "none", "A CSV or Parquet file of runs to fit instead of the inputs."),
     ParamDoc::new("id", "string", "\"id\" when present", "The column naming each run."),
     ParamDoc::new("n", "string", "\"n\" (table), \"n_params\" (runs)", "The column of N."),
@@ -102,6 +108,8 @@ struct FitParams {
     points: PointsParam,
     skip_fraction: Option<f64>,
     min_d: Option<f64>,
+    #[serde(default)]
+    replicates: ReplicateMode,
     /// A CSV or Parquet file of runs.
     #[serde(default)]
     table: Option<String>,
@@ -335,6 +343,7 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>
         }),
         holdout,
         isoflop,
+        replicates: p.replicates,
     };
     Ok(Box::new(FitJob {
         kind: p.form,
@@ -585,8 +594,9 @@ impl Job for FitJob {
             progress: &progress,
             cancelled: &cancelled,
         };
+        let groups = replicates::group(&runs, &selection.included);
         let mut report = pool
-            .install(|| analysis.run(&ids, &observations, &hooks))
+            .install(|| analysis.run_grouped(&ids, &observations, &groups, &hooks))
             .map_err(|e| match e {
                 crate::fit::AnalysisError::Cancelled => StageError::Cancelled,
                 other => StageError::msg(other.to_string()),

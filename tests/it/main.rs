@@ -13,6 +13,7 @@ mod formats;
 mod harness;
 mod malformed;
 mod report;
+mod seeds;
 mod stability;
 mod store;
 mod train;
