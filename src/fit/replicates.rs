@@ -44,24 +44,21 @@ impl ReplicateMode {
 
 /// Groups of `runs[included[..]]` that differ only in their seed: positions
 /// into `included`, in order of first appearance. Runs agree when they have
-/// the same N and D and the same parameters once `seed` is removed; a run
-/// without parameters (a table row) is a group of its own.
+/// the same N and D and the same instance id once its `seed=` key is removed
+/// (`eval[seed=1,width=4]` and `eval[seed=2,width=4]`; a curve point's id
+/// names its run). Every other run, a table row included, is its own group.
 pub fn group(runs: &[Run], included: &[usize]) -> Vec<Vec<usize>> {
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut by_key: BTreeMap<String, usize> = BTreeMap::new();
     for (pos, &i) in included.iter().enumerate() {
         let run = &runs[i];
-        let key = match run.params.as_deref().map(serde_json::from_str) {
-            Some(Ok(serde_json::Value::Object(mut params))) => {
-                params.remove("seed");
-                format!(
-                    "{:?}|{:?}|{}",
-                    run.n.map(f64::to_bits),
-                    run.d.map(f64::to_bits),
-                    serde_json::Value::Object(params)
-                )
-            }
-            _ => format!("#{pos}"),
+        let key = match without_seed(&run.id) {
+            Some(id) => format!(
+                "{:?}|{:?}|{id}",
+                run.n.map(f64::to_bits),
+                run.d.map(f64::to_bits)
+            ),
+            None => format!("#{pos}"),
         };
         match by_key.get(&key) {
             Some(&g) => groups[g].push(pos),
@@ -72,6 +69,21 @@ pub fn group(runs: &[Run], included: &[usize]) -> Vec<Vec<usize>> {
         }
     }
     groups
+}
+
+/// An instance id with the `seed=` key of its point removed, or None when it
+/// has none (`train[seed=3,width=8]@d=640` -> `train[width=8]@d=640`).
+fn without_seed(id: &str) -> Option<String> {
+    let open = id.find('[')?;
+    let close = open + id[open..].find(']')?;
+    let keys: Vec<&str> = id[open + 1..close].split(',').collect();
+    let kept: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| !k.starts_with("seed="))
+        .collect();
+    (kept.len() < keys.len())
+        .then(|| format!("{}[{}]{}", &id[..open], kept.join(","), &id[close + 1..]))
 }
 
 /// Whether any group holds more than one seed.
@@ -204,7 +216,7 @@ pub fn prediction_interval(
 mod tests {
     use super::*;
 
-    fn run(id: &str, n: f64, params: &str, loss: f64) -> Run {
+    fn run(id: &str, n: f64, loss: f64) -> Run {
         Run {
             id: id.into(),
             n: Some(n),
@@ -212,24 +224,27 @@ mod tests {
             c: Some(600.0 * n),
             loss: Some(loss),
             status: None,
-            params: Some(params.into()),
+            params: None,
         }
     }
 
     #[test]
     fn runs_group_when_only_their_seed_differs() {
         let runs = vec![
-            run("a0", 10.0, r#"{"seed":0,"width":2}"#, 1.0),
-            run("b0", 20.0, r#"{"seed":0,"width":4}"#, 2.0),
-            run("a1", 10.0, r#"{"seed":1,"width":2}"#, 3.0),
-            run("x", 10.0, r#"{"seed":1,"width":2,"lr":0.1}"#, 3.0),
-            Run {
-                params: None,
-                ..run("t", 10.0, "", 1.0)
-            },
+            run("eval[seed=0,width=2]", 10.0, 1.0),
+            run("eval[seed=0,width=4]", 20.0, 2.0),
+            run("eval[seed=1,width=2]", 10.0, 3.0),
+            // Same N and D, another dataset: not a replicate.
+            run("eval[n=5,seed=1,width=2]", 10.0, 3.0),
+            run("t.csv#1", 10.0, 1.0),
+            run("t.csv#2", 10.0, 1.0),
         ];
-        let groups = group(&runs, &[0, 1, 2, 3, 4]);
-        assert_eq!(groups, vec![vec![0, 2], vec![1], vec![3], vec![4]]);
+        let groups = group(&runs, &[0, 1, 2, 3, 4, 5]);
+        assert_eq!(groups, vec![vec![0, 2], vec![1], vec![3], vec![4], vec![5]]);
+        assert_eq!(
+            without_seed("train[seed=3,width=8]@d=640").as_deref(),
+            Some("train[width=8]@d=640")
+        );
         let obs: Vec<Observation> = runs.iter().map(Run::observation).collect();
         assert_eq!(mean_of(&obs, groups[0].iter().copied()).loss, 2.0);
         let (log_std, rows) = spread(&obs, &groups);

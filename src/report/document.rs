@@ -307,7 +307,7 @@ fn fit_section(doc: &mut Doc, fit: &FitInput, header: &Header) {
     doc.h(2, format!("Fit `{}` ({})", fit.id, d.form.name()));
     if let Some(c) = &d.curve {
         doc.p(format!(
-            "Points: {} curve points of {} runs (held-out evaluations during training); {} earlier points left out (D below {} of the run's final D{}, or before the end of a WSD cooldown). The observed-against-predicted figure shows every point: those in the fit as dots, the others as grey crosses.",
+            "Points: {} curve points of {} runs (held-out evaluations during training); {} earlier points left out (D below {} of the run's final D{}, or before the end of a WSD cooldown). The curve-points figure shows every point against D: those in the fit as dots, the others as crosses.",
             c.points,
             c.runs,
             c.dropped,

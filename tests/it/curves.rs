@@ -82,6 +82,8 @@ fn curve_points_enter_the_fit_after_the_early_part() {
 
     let md = ws.read("results/curves/report/report.md");
     assert!(md.contains("12 curve points of 3 runs"), "{md}");
+    let svg = ws.read("results/curves/report/figures/curve_points_fit.svg");
+    assert!(svg.contains("N = "), "the figure has one series per N");
 }
 
 #[test]
