@@ -229,6 +229,43 @@ mod tests {
     }
 
     #[test]
+    fn resamples_draw_groups_then_seeds_from_a_seeded_stream() {
+        use super::super::form::{FormKind, Irreducible};
+        let form = Form::new(FormKind::Chinchilla, Irreducible::Free);
+        let obs: Vec<Observation> = (0..6)
+            .map(|i| Observation {
+                n: 1e6 * (1 + i / 3) as f64,
+                d: 1e7,
+                c: 6e13,
+                loss: 2.0 + i as f64 * 0.01,
+            })
+            .collect();
+        let groups = vec![vec![0, 1, 2], vec![3, 4, 5]];
+        let rng = || bootstrap::replicate_rng(1, 0);
+        let all = resample(&form, &obs, &groups, ReplicateMode::All, &mut rng());
+        // Two groups drawn, three seeds drawn inside each.
+        assert_eq!(all.total_weight(), 6.0);
+        assert_eq!(
+            all,
+            resample(&form, &obs, &groups, ReplicateMode::All, &mut rng())
+        );
+        let mean = resample(&form, &obs, &groups, ReplicateMode::Mean, &mut rng());
+        assert_eq!(mean.len(), 2, "one mean per drawn group");
+        // Over a few replicates the seeds inside a group are drawn unevenly.
+        let uneven = (0..20).any(|r| {
+            let p = resample(
+                &form,
+                &obs,
+                &groups,
+                ReplicateMode::All,
+                &mut bootstrap::replicate_rng(1, r),
+            );
+            p.len() < 6
+        });
+        assert!(uneven, "some replicate leaves a seed out");
+    }
+
+    #[test]
     fn runs_group_when_only_their_seed_differs() {
         let runs = vec![
             run("eval[seed=0,width=2]", 10.0, 1.0),
