@@ -80,6 +80,11 @@ fn curve_points_enter_the_fit_after_the_early_part() {
             && e["reason"].as_str().unwrap().contains("early curve point")
     }));
 
+    let summary = ws.read("results/curves/fit/summary.md");
+    assert!(
+        summary.contains("Points: 12 held-out points of 3 runs"),
+        "{summary}"
+    );
     let md = ws.read("results/curves/report/report.md");
     assert!(md.contains("12 curve points of 3 runs"), "{md}");
     let svg = ws.read("results/curves/report/figures/curve_points_fit.svg");

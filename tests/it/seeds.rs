@@ -114,6 +114,12 @@ fn seeds_expand_into_replicates_that_reuse_the_unreplicated_run() {
         "{p}"
     );
 
+    let summary = ws.read("results/seeds/fit/summary.md");
+    assert!(
+        summary.contains("Seed replicates: 4 groups of up to 3 seeds (mean)"),
+        "{summary}"
+    );
+    assert!(summary.contains("held-out runs."), "{summary}");
     let md = ws.read("results/seeds/report/report.md");
     assert!(
         md.contains("### Seed spread") && md.contains("### Prediction intervals"),
