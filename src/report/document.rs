@@ -332,9 +332,14 @@ fn fit_section(doc: &mut Doc, fit: &FitInput, header: &Header) {
 /// far the fitted E is from the truth.
 fn parameters(doc: &mut Doc, d: &FitReport, header: &Header) {
     doc.p(format!(
-        "`{}` fitted to {} runs; {}. Optimiser: {} starts, {} within 1e-6 of the best, {}.",
+        "`{}` fitted to {} {}; {}. Optimiser: {} starts, {} within 1e-6 of the best, {}.",
         d.formula,
         d.n_points,
+        if d.curve.is_some() {
+            "curve points"
+        } else {
+            "runs"
+        },
         match d.e.as_f64() {
             Some(e) => format!("E fixed at {}", sig(e, 4)),
             None => "E fitted".into(),
@@ -578,17 +583,29 @@ fn prediction_intervals(doc: &mut Doc, d: &FitReport) {
     );
 }
 
+/// Most excluded runs the report lists one by one.
+const MAX_EXCLUDED_LISTED: usize = 20;
+
 /// Runs left out of the fit, and why.
 fn excluded(doc: &mut Doc, d: &FitReport) {
     doc.h(3, "Excluded runs");
     if d.excluded.is_empty() {
         doc.p("None: every run entered the fit.");
     } else {
-        doc.blocks.push(Block::List(
-            d.excluded
-                .iter()
-                .map(|e| format!("`{}`: {}", e.id, e.reason))
-                .collect(),
-        ));
+        // A curve fit can leave out hundreds of early points: the first
+        // ones show the reasons, fit.json lists them all.
+        let mut lines: Vec<String> = d
+            .excluded
+            .iter()
+            .take(MAX_EXCLUDED_LISTED)
+            .map(|e| format!("`{}`: {}", e.id, e.reason))
+            .collect();
+        if d.excluded.len() > MAX_EXCLUDED_LISTED {
+            lines.push(format!(
+                "and {} more (fit.json lists every one)",
+                d.excluded.len() - MAX_EXCLUDED_LISTED
+            ));
+        }
+        doc.blocks.push(Block::List(lines));
     }
 }
