@@ -99,12 +99,13 @@ fn main() {
             &source,
             dir,
             &hooks,
+            None,
         )
         .expect("cpu run")
     });
     let gpu = run("cuda", &|dir| {
         let dev = dfdx::tensor::Cuda::try_build(0, 0).expect("CUDA device 0");
-        train(dev, &cfg, &source, dir, &hooks).expect("cuda run")
+        train(dev, &cfg, &source, dir, &hooks, None).expect("cuda run")
     });
     println!("step  cpu_loss    cuda_loss   |diff|");
     let mut worst = 0.0f64;

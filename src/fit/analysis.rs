@@ -6,12 +6,12 @@
 //! It works on runs already selected and does no I/O, so tests drive it directly;
 //! the `fit` stage reads tables, calls it and writes the files.
 
-use super::bootstrap::{self, Bootstrap, BootstrapSettings, Interval};
+use super::bootstrap::{self, Bootstrap, BootstrapSettings, Interval, Resample};
 use super::derived::{budget_key, Derived};
 use super::diagnostics;
 use super::fit_json::{
     BootstrapReport, BudgetReport, DerivedReport, Estimate, FitReport, HoldoutReport,
-    OptimizerReport, Ordered, BAND_REPLICATES,
+    OptimizerReport, Ordered, PredictionInterval, ReplicatesReport, BAND_REPLICATES,
 };
 use super::form::{Form, Irreducible, Variable};
 use super::grid::Grid;
@@ -19,6 +19,7 @@ use super::holdout::{self, Holdout};
 use super::isoflop::{self, IsoflopSettings};
 use super::objective::{Objective, Observation, Points};
 use super::optimize::{self, Cancelled, Multistart, Settings};
+use super::replicates::{self, ReplicateMode};
 use crate::numfmt::sci;
 
 /// What to fit and what to compute around the fit.
@@ -34,6 +35,8 @@ pub struct Analysis {
     pub bootstrap: Option<BootstrapSettings>,
     pub holdout: Option<Holdout>,
     pub isoflop: Option<IsoflopSettings>,
+    /// How seed replicates enter the fit ([`Analysis::run_grouped`]).
+    pub replicates: ReplicateMode,
 }
 
 /// Progress and cancellation, so long fits can be watched and interrupted.
@@ -100,6 +103,7 @@ impl Analysis {
             bootstrap: None,
             holdout: None,
             isoflop: None,
+            replicates: ReplicateMode::default(),
         }
     }
 
@@ -117,13 +121,54 @@ impl Analysis {
         out
     }
 
-    /// Fits the runs (`ids[i]` names `runs[i]`).
+    /// Fits the runs (`ids[i]` names `runs[i]`), each its own group.
     pub fn run(
         &self,
         ids: &[String],
         runs: &[Observation],
         hooks: &Hooks,
     ) -> Result<FitReport, AnalysisError> {
+        let groups: Vec<Vec<usize>> = (0..runs.len()).map(|i| vec![i]).collect();
+        self.run_grouped(ids, runs, &groups, hooks)
+    }
+
+    /// Fits runs grouped into seed replicates (`groups` partition the indices
+    /// of `runs`, see [`replicates::group`]): with `replicates = "mean"` each
+    /// group is one point, its mean loss; the bootstrap resamples groups and
+    /// the seeds inside them; prediction intervals add the seed noise.
+    pub fn run_grouped(
+        &self,
+        ids: &[String],
+        all_runs: &[Observation],
+        groups: &[Vec<usize>],
+        hooks: &Hooks,
+    ) -> Result<FitReport, AnalysisError> {
+        let replicated = replicates::any_replicated(groups);
+        let (ids, runs): (Vec<String>, Vec<Observation>) =
+            if replicated && self.replicates == ReplicateMode::Mean {
+                groups
+                    .iter()
+                    .map(|g| {
+                        let id = match g.len() {
+                            1 => ids[g[0]].clone(),
+                            k => format!("{} (mean of {k} seeds)", ids[g[0]]),
+                        };
+                        (id, replicates::mean_of(all_runs, g.iter().copied()))
+                    })
+                    .unzip()
+            } else {
+                (ids.to_vec(), all_runs.to_vec())
+            };
+        let (ids, runs) = (ids.as_slice(), runs.as_slice());
+        let resample = if replicated {
+            Resample::Seeds {
+                runs: all_runs,
+                groups,
+                mode: self.replicates,
+            }
+        } else {
+            Resample::Points
+        };
         let need = self.form.dim();
         if runs.len() < need {
             return Err(AnalysisError::TooFewRuns {
@@ -150,7 +195,8 @@ impl Analysis {
             Some(settings) if settings.replicates > 0 => {
                 let total = settings.replicates as u64;
                 let numbers = |t: &[f64]| self.numbers(t);
-                Some(bootstrap::bootstrap(
+                Some(bootstrap::bootstrap_with(
+                    resample,
                     &self.form,
                     &points,
                     self.delta,
@@ -184,8 +230,48 @@ impl Analysis {
         );
         let derived = self.derived_report(&theta, boot.as_ref(), runs);
 
+        // The noise of one new run: the seeds' spread where there are
+        // replicates, else the scatter of the runs around the law.
+        let (seed_log_std, spread) = replicates::spread(all_runs, groups);
+        let log_std = seed_log_std
+            .unwrap_or_else(|| replicates::residual_log_std(&self.form, &theta, runs, need));
+        let mut prediction_intervals = Vec::new();
+        if let Some(b) = &boot {
+            let seed = self.bootstrap.map(|s| s.seed).unwrap_or(0);
+            for (k, budget) in Derived::compute(&self.form, &theta, &self.budgets)
+                .budgets
+                .iter()
+                .enumerate()
+            {
+                let (Some(n), Some(d)) = (budget.n_opt, budget.d_opt) else {
+                    continue;
+                };
+                if let Some((lo, hi)) = replicates::prediction_interval(
+                    &self.form,
+                    &b.thetas,
+                    log_std,
+                    (n, d, budget.c),
+                    seed,
+                    k,
+                ) {
+                    prediction_intervals.push(PredictionInterval {
+                        what: format!("budget {}", sci(budget.c)),
+                        n,
+                        d,
+                        predicted: budget.loss,
+                        lo,
+                        hi,
+                        observed: None,
+                    });
+                }
+            }
+        }
         let holdout = match &self.holdout {
-            Some(rule) => Some(self.holdout(rule, ids, runs, &starts, hooks)?),
+            Some(rule) => {
+                let (report, intervals) = self.holdout(rule, ids, runs, &starts, log_std, hooks)?;
+                prediction_intervals.extend(intervals);
+                Some(report)
+            }
             None => None,
         };
         let isoflop = self
@@ -216,6 +302,15 @@ impl Analysis {
             }),
             holdout,
             isoflop,
+            curve: None,
+            replicates: replicated.then(|| ReplicatesReport {
+                mode: self.replicates.name().into(),
+                groups: groups.len(),
+                max_seeds: groups.iter().map(Vec::len).max().unwrap_or(0),
+                log_seed_std: log_std,
+                spread,
+            }),
+            prediction_intervals,
             theta,
             band_log_parameters: boot
                 .as_ref()
@@ -292,8 +387,9 @@ impl Analysis {
         ids: &[String],
         runs: &[Observation],
         starts: &[Vec<f64>],
+        log_std: f64,
         hooks: &Hooks,
-    ) -> Result<HoldoutReport, AnalysisError> {
+    ) -> Result<(HoldoutReport, Vec<PredictionInterval>), AnalysisError> {
         let (fit, held) = rule.split(runs);
         let need = self.form.dim();
         if fit.len() < need {
@@ -309,7 +405,46 @@ impl Analysis {
         let best = self.multistart(&points, starts, "holdout", hooks)?;
         let held_runs: Vec<(String, Observation)> =
             held.iter().map(|&i| (ids[i].clone(), runs[i])).collect();
-        Ok(HoldoutReport {
+        // Prediction intervals for the held-out runs come from a bootstrap of
+        // the fit that did not see them (resampling its points).
+        let mut intervals = Vec::new();
+        if let Some(settings) = self.bootstrap.filter(|s| s.replicates > 0) {
+            let total = settings.replicates as u64;
+            let numbers = |t: &[f64]| self.numbers(t);
+            let boot = bootstrap::bootstrap(
+                &self.form,
+                &points,
+                self.delta,
+                &best.best.theta,
+                &self.grid,
+                &self.optimizer,
+                &settings,
+                &numbers,
+                &|k| (hooks.progress)("holdout bootstrap", k, total),
+                hooks.cancelled,
+            )?;
+            for (k, (id, o)) in held_runs.iter().enumerate() {
+                if let Some((lo, hi)) = replicates::prediction_interval(
+                    &self.form,
+                    &boot.thetas,
+                    log_std,
+                    (o.n, o.d, o.c),
+                    settings.seed,
+                    self.budgets.len() + k,
+                ) {
+                    intervals.push(PredictionInterval {
+                        what: id.clone(),
+                        n: o.n,
+                        d: o.d,
+                        predicted: self.form.predict(&best.best.theta, o.n, o.d, o.c),
+                        lo,
+                        hi,
+                        observed: Some(o.loss),
+                    });
+                }
+            }
+        }
+        let report = HoldoutReport {
             rule: rule.describe(),
             n_fit: fit.len(),
             n_held_out: held.len(),
@@ -322,7 +457,8 @@ impl Analysis {
             ),
             objective: best.best.objective,
             errors: holdout::errors(&self.form, &best.best.theta, &held_runs),
-        })
+        };
+        Ok((report, intervals))
     }
 }
 

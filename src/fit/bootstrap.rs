@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::form::Form;
 use super::grid::Grid;
-use super::objective::{Objective, Points};
+use super::objective::{Objective, Observation, Points};
 use super::optimize::{self, Cancelled, Settings, Solution};
+use super::replicates::{self, ReplicateMode};
 
 /// How many replicates, how many extra random starts each, and the seed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,10 +79,54 @@ pub fn replicate_rng(seed: u64, r: usize) -> ChaCha8Rng {
     rng
 }
 
-/// Runs the bootstrap. `numbers` names the quantities to summarise for a
-/// parameter vector (parameters and derived numbers).
+/// How a replicate draws its sample.
+#[derive(Debug, Clone, Copy)]
+pub enum Resample<'a> {
+    /// The fitted points, with replacement.
+    Points,
+    /// Groups of seed replicates with replacement, then seeds inside each drawn
+    /// group ([`replicates::resample`]); `runs` are every seed's run.
+    Seeds {
+        runs: &'a [Observation],
+        groups: &'a [Vec<usize>],
+        mode: ReplicateMode,
+    },
+}
+
+/// Runs the bootstrap, resampling the points. `numbers` names the quantities
+/// to summarise for a parameter vector (parameters and derived numbers).
 #[allow(clippy::too_many_arguments)]
 pub fn bootstrap(
+    form: &Form,
+    points: &Points,
+    delta: f64,
+    best: &[f64],
+    grid: &Grid,
+    optimizer: &Settings,
+    settings: &BootstrapSettings,
+    numbers: &Numbers,
+    progress: &(dyn Fn(u64) + Sync),
+    cancelled: &(dyn Fn() -> bool + Sync),
+) -> Result<Bootstrap, Cancelled> {
+    bootstrap_with(
+        Resample::Points,
+        form,
+        points,
+        delta,
+        best,
+        grid,
+        optimizer,
+        settings,
+        numbers,
+        progress,
+        cancelled,
+    )
+}
+
+/// [`bootstrap`] with the resampling `resample` says.
+#[allow(clippy::too_many_arguments)]
+pub fn bootstrap_with(
+    resample: Resample,
     form: &Form,
     points: &Points,
     delta: f64,
@@ -102,8 +147,12 @@ pub fn bootstrap(
                 return None;
             }
             let mut rng = replicate_rng(settings.seed, r);
-            let counts = resample_counts(points.len(), &mut rng);
-            let sample = points.reweighted(&counts);
+            let sample = match resample {
+                Resample::Points => points.reweighted(&resample_counts(points.len(), &mut rng)),
+                Resample::Seeds { runs, groups, mode } => {
+                    replicates::resample(form, runs, groups, mode, &mut rng)
+                }
+            };
             let objective = Objective::new(*form, &sample, delta);
             let mut starts = vec![best.to_vec()];
             for _ in 0..settings.random_starts {

@@ -185,6 +185,65 @@ pub struct HoldoutReport {
     pub errors: Errors,
 }
 
+/// A fit on loss curves (`points = "curve"`): where its points came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurveReport {
+    pub skip_fraction: f64,
+    pub min_d: f64,
+    /// Runs with at least one point in the fit.
+    pub runs: usize,
+    /// Curve points in the fit.
+    pub points: usize,
+    /// Curve points left out (early, or not the end of a WSD cooldown).
+    pub dropped: usize,
+}
+
+/// The loss of one (N, D) over its seed replicates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeedSpread {
+    pub n: f64,
+    pub d: f64,
+    pub seeds: usize,
+    pub mean: f64,
+    /// Sample standard deviation over the seeds.
+    pub std: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// Seed replicates: how they entered the fit and how much they spread.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicatesReport {
+    /// `mean` (one point per (N, D), the mean over seeds) or `all`.
+    pub mode: String,
+    /// Groups of runs that differ only in their seed.
+    pub groups: usize,
+    /// The most seeds of one group.
+    pub max_seeds: usize,
+    /// Pooled within-group standard deviation of ln(loss): the seed noise the
+    /// prediction intervals add.
+    pub log_seed_std: f64,
+    /// Each group with more than one seed.
+    pub spread: Vec<SeedSpread>,
+}
+
+/// A 95% prediction interval for the loss of one new run (a new seed), not
+/// only for the fitted curve: parameter uncertainty from the bootstrap plus
+/// seed noise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictionInterval {
+    /// What is predicted: a held-out run's id or `budget <C>`.
+    pub what: String,
+    pub n: f64,
+    pub d: f64,
+    pub predicted: f64,
+    pub lo: f64,
+    pub hi: f64,
+    /// The observed loss, for held-out runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<f64>,
+}
+
 /// Everything `fit.json` says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FitReport {
@@ -209,6 +268,13 @@ pub struct FitReport {
     pub bootstrap: Option<BootstrapReport>,
     pub holdout: Option<HoldoutReport>,
     pub isoflop: Option<Isoflop>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub curve: Option<CurveReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicates: Option<ReplicatesReport>,
+    /// For held-out runs and budgets, with a bootstrap.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prediction_intervals: Vec<PredictionInterval>,
     /// What a reader must know before trusting the numbers (see
     /// [`super::diagnostics`]); empty in files written before diagnostics.
     #[serde(default)]

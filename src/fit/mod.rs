@@ -8,8 +8,10 @@
 //! allocation, an extrapolation check on held-out larger runs, and IsoFLOP
 //! profiles (Approach 2).
 //!
-//! Data flow: [`table`] gathers runs (Polars) -> [`table::select`] picks the usable
-//! ones -> [`analysis::Analysis::run`] fits ([`objective`], [`optimize`],
+//! Data flow: [`table`] gathers runs (Polars; [`points`] turns each run's loss
+//! curve into points when asked) -> [`table::select`] picks the usable
+//! ones -> [`analysis::Analysis::run_grouped`] fits (seed [`replicates`]
+//! grouped) ([`objective`], [`optimize`],
 //! [`bootstrap`], [`derived`], [`holdout`], [`isoflop`], then [`diagnostics`]
 //! judges the result) -> [`FitReport`]
 //! ([`fit_json`], `fit.json`), [`predictions`] (`predictions.parquet`) and
@@ -29,7 +31,9 @@ pub mod holdout;
 pub mod isoflop;
 pub mod objective;
 pub mod optimize;
+pub mod points;
 pub mod predictions;
+pub mod replicates;
 pub mod summary;
 pub mod table;
 pub mod truth;

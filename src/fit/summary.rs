@@ -1,8 +1,9 @@
 //! The human summary of a fit (`summary.md`): first the diagnostics (what a
 //! reader must know before trusting the numbers), then one paragraph of what
 //! was fitted to what, the parameters with their intervals, the compute-optimal
-//! allocation (with how far each budget lies beyond the runs) and how well the
-//! law extrapolated.
+//! allocation (with how far each budget lies beyond the runs), how well the
+//! law extrapolated (and how many held-out runs fell inside their prediction
+//! intervals), and where curve points and seed replicates came from.
 
 use std::fmt::Write;
 
@@ -120,6 +121,36 @@ pub fn summary(r: &FitReport) -> String {
             num(h.errors.mean_abs_error),
             num(100.0 * h.errors.mean_rel_error),
             num(100.0 * h.errors.max_rel_error),
+        );
+    }
+    let held: Vec<_> = r
+        .prediction_intervals
+        .iter()
+        .filter_map(|p| Some((p.observed?, p.lo, p.hi)))
+        .collect();
+    if !held.is_empty() {
+        let inside = held.iter().filter(|(o, lo, hi)| lo <= o && o <= hi).count();
+        let _ = write!(
+            s,
+            "95% prediction intervals for a new run hold {inside} of the {} held-out runs. ",
+            held.len()
+        );
+    }
+    if let Some(c) = &r.curve {
+        let _ = write!(
+            s,
+            "Points: {} held-out points of {} runs' loss curves ({} earlier ones left out). ",
+            c.points, c.runs, c.dropped
+        );
+    }
+    if let Some(rep) = &r.replicates {
+        let _ = write!(
+            s,
+            "Seed replicates: {} groups of up to {} seeds ({}), seed noise sd(ln loss) = {}. ",
+            rep.groups,
+            rep.max_seeds,
+            rep.mode,
+            num(rep.log_seed_std)
         );
     }
     if let Some(iso) = &r.isoflop {

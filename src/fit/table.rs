@@ -377,6 +377,21 @@ pub struct Selection {
     pub excluded: Vec<(usize, String)>,
 }
 
+impl Selection {
+    /// Moves the included runs for which `reason` gives one to the excluded.
+    pub fn exclude_where(&mut self, reason: impl Fn(usize) -> Option<String>) {
+        let mut kept = Vec::with_capacity(self.included.len());
+        for &i in &self.included {
+            match reason(i) {
+                Some(r) => self.excluded.push((i, r)),
+                None => kept.push(i),
+            }
+        }
+        self.included = kept;
+        self.excluded.sort_by_key(|(i, _)| *i);
+    }
+}
+
 /// Keeps the runs that finished (`status` absent or `ok`) with a finite positive
 /// loss and finite positive `needs`, then drops the `exclude_top_loss` highest
 /// losses among them (Besiroglu et al. drop Hoffmann et al.'s 5 worst runs, which

@@ -579,7 +579,7 @@ pub fn instance_id(stage: &str, point: &Point) -> String {
 fn resolve_params(stage: &StageDef, point: &Point, seed: u64) -> toml::Table {
     let mut params = stage.params.clone();
     for sweep in stage.sweeps() {
-        for axis in &sweep.axes {
+        for axis in sweep.all_axes() {
             if let Some(v) = point.get(&axis.key) {
                 params.insert(axis.key.clone(), v.clone());
             }

@@ -20,6 +20,7 @@ use crate::stages::{self, Kind};
 /// `timeout` is the engine's too: how long an instance may run is not part of what
 /// it computes, so it stays out of the fingerprint (changing it re-runs nothing).
 /// So are where it runs and what a cluster gives it (`super::cluster`).
+/// `seeds = K` becomes a `seed` sweep axis (see [`Parser::seeds`]).
 const ENGINE_KEYS: &[&str] = &[
     "kind",
     "inputs",
@@ -33,6 +34,7 @@ const ENGINE_KEYS: &[&str] = &[
     "time",
     "gpus",
     "retries",
+    "seeds",
 ];
 
 /// A validated pipeline file.
@@ -226,7 +228,7 @@ impl<'a> Parser<'a> {
         })?;
         let mut stages = Vec::new();
         for (name, item) in stage_tables.iter() {
-            stages.push(self.stage(stage_tables, name, item)?);
+            stages.push(self.stage(stage_tables, name, item, seed)?);
         }
         if stages.is_empty() {
             return Err(self.error(
@@ -303,7 +305,13 @@ impl<'a> Parser<'a> {
         Ok((name, seed, description))
     }
 
-    fn stage(&self, stages: &dyn TableLike, name: &str, item: &Item) -> PResult<StageDef> {
+    fn stage(
+        &self,
+        stages: &dyn TableLike,
+        name: &str,
+        item: &Item,
+        pipeline_seed: u64,
+    ) -> PResult<StageDef> {
         let span = key_span(stages, name).or_else(|| item.span());
         let in_stage = |d: Box<Diagnostic>| Box::new(d.in_stage(name));
         if !is_identifier(name) {
@@ -367,7 +375,7 @@ impl<'a> Parser<'a> {
                 }
             },
         };
-        let sweep = match table.get("sweep") {
+        let mut sweep = match table.get("sweep") {
             None => None,
             Some(item) => Some(
                 self.sweep(item, mode, key_span(table, "sweep"))
@@ -381,10 +389,29 @@ impl<'a> Parser<'a> {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let sweep_files = match table.get("sweep_file") {
+        let mut sweep_files = match table.get("sweep_file") {
             None => Vec::new(),
             Some(item) => self.sweep_files(item, &base_dir).map_err(in_stage)?,
         };
+        // Seeds cross every sweep point, included ones too; a stage whose
+        // points all come from files gets no unswept instance from them.
+        if let Some(item) = table.get("seeds") {
+            let axis = self
+                .seeds(table, item, kind, sweep.as_ref(), pipeline_seed)
+                .map_err(in_stage)?;
+            for file in &mut sweep_files {
+                file.sweep.seeds = Some(axis.clone());
+            }
+            if sweep.is_some() || sweep_files.is_empty() {
+                sweep
+                    .get_or_insert(Sweep {
+                        mode,
+                        axes: Vec::new(),
+                        seeds: None,
+                    })
+                    .seeds = Some(axis);
+            }
+        }
 
         let timeout = match table.get("timeout") {
             None => None,
@@ -404,6 +431,10 @@ impl<'a> Parser<'a> {
         let mut param_spans = HashMap::new();
         for (key, item) in table.iter() {
             if ENGINE_KEYS.contains(&key) {
+                continue;
+            }
+            // With `seeds`, the stage's seed is the replicates' base, not a parameter.
+            if key == "seed" && table.contains_key("seeds") {
                 continue;
             }
             if let Some(value) = from_item(item) {
@@ -467,6 +498,69 @@ impl<'a> Parser<'a> {
             names.push((name.to_string(), value.span()));
         }
         Ok(Some(names))
+    }
+
+    /// `seeds = K`: K replicates of every instance, as a `seed` axis whose values
+    /// are the stage's seed (its `seed`, else the pipeline's) plus 0 .. K-1. So
+    /// the first replicate is the unreplicated instance (same fingerprint, a
+    /// cache hit), and raising K later runs only the new replicates.
+    fn seeds(
+        &self,
+        table: &dyn TableLike,
+        item: &Item,
+        kind: &Kind,
+        sweep: Option<&Sweep>,
+        pipeline_seed: u64,
+    ) -> PResult<Axis> {
+        let span = item.span().or(key_span(table, "seeds"));
+        let k = item.as_integer().filter(|k| *k >= 1).ok_or_else(|| {
+            self.error(
+                span.clone(),
+                "`seeds` must be an integer >= 1 (the number of seed replicates)",
+            )
+        })?;
+        if !kind.takes_seed {
+            return Err(self.error(
+                span,
+                format!(
+                    "`seeds` replicates a stage over seeds, but kind `{}` takes no seed",
+                    kind.name
+                ),
+            ));
+        }
+        if let Some(axis) = sweep.and_then(|s| s.axis("seed")) {
+            return Err(self.error(
+                axis.span.clone(),
+                "`seed` is swept and `seeds` is set; keep one of the two",
+            ));
+        }
+        let base = match table.get("seed") {
+            None => pipeline_seed,
+            Some(seed) => seed
+                .as_integer()
+                .and_then(|s| u64::try_from(s).ok())
+                .ok_or_else(|| {
+                    self.error(
+                        seed.span().or(key_span(table, "seed")),
+                        "`seed` must be a non-negative integer",
+                    )
+                })?,
+        };
+        let values = (0..k as u64)
+            .map(|i| {
+                base.checked_add(i)
+                    .and_then(|s| i64::try_from(s).ok())
+                    .map(toml::Value::Integer)
+                    .ok_or_else(|| {
+                        self.error(span.clone(), "`seed` + `seeds` overflows a 63-bit seed")
+                    })
+            })
+            .collect::<PResult<Vec<_>>>()?;
+        Ok(Axis {
+            key: "seed".into(),
+            values,
+            span,
+        })
     }
 
     pub(super) fn sweep(&self, item: &Item, mode: SweepMode, span: Option<Span>) -> PResult<Sweep> {
@@ -562,7 +656,11 @@ impl<'a> Parser<'a> {
                 ));
             }
         }
-        Ok(Sweep { mode, axes })
+        Ok(Sweep {
+            mode,
+            axes,
+            seeds: None,
+        })
     }
 
     fn check_inputs(&self, stages: &[StageDef]) -> PResult<()> {

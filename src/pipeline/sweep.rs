@@ -94,16 +94,46 @@ pub struct Axis {
     pub span: Option<Span>,
 }
 
-/// A stage's `[stages.<name>.sweep]` table.
+/// A stage's `[stages.<name>.sweep]` table, and its `seeds = K` replicates.
 #[derive(Debug, Clone)]
 pub struct Sweep {
     pub mode: SweepMode,
     pub axes: Vec<Axis>,
+    /// `seeds = K`: a `seed` axis of K values crossed with every point of the
+    /// axes (whatever their mode), so each replicate is its own instance.
+    pub seeds: Option<Axis>,
 }
 
 impl Sweep {
-    /// The sweep's points, in the order the values are written (last axis fastest).
+    /// The sweep's points, in the order the values are written (last axis
+    /// fastest), each repeated for every seed replicate.
     pub fn points(&self) -> Vec<Point> {
+        let points = if self.axes.is_empty() {
+            vec![Point::new()]
+        } else {
+            self.axis_points()
+        };
+        let Some(seeds) = &self.seeds else {
+            return points;
+        };
+        let key: Arc<str> = Arc::from(seeds.key.as_str());
+        let mut out = Vec::with_capacity(points.len() * seeds.values.len());
+        for point in &points {
+            for value in &seeds.values {
+                let mut p = point.clone();
+                p.insert(key.clone(), value.clone());
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// Every axis, the seed replicates' last.
+    pub fn all_axes(&self) -> impl Iterator<Item = &Axis> {
+        self.axes.iter().chain(&self.seeds)
+    }
+
+    fn axis_points(&self) -> Vec<Point> {
         // One shared key per axis, not one string per point.
         let keys: Vec<Arc<str>> = self
             .axes
@@ -144,7 +174,7 @@ impl Sweep {
 
     /// The axis for a parameter, if it is swept.
     pub fn axis(&self, key: &str) -> Option<&Axis> {
-        self.axes.iter().find(|a| a.key == key)
+        self.all_axes().find(|a| a.key == key)
     }
 }
 
@@ -166,16 +196,25 @@ mod tests {
         let grid = Sweep {
             mode: SweepMode::Grid,
             axes: axes.clone(),
+            seeds: None,
         };
         assert_eq!(grid.points().len(), 9);
-        let zip = Sweep {
+        let mut zip = Sweep {
             mode: SweepMode::Zip,
             axes,
+            seeds: None,
         };
         let points = zip.points();
         assert_eq!(points.len(), 3);
         assert_eq!(points[2]["a"], toml::Value::Integer(3));
         assert_eq!(points[2]["b"], toml::Value::Integer(30));
+
+        // Seed replicates cross every zipped point.
+        zip.seeds = Some(axis("seed", &[7, 8]));
+        let points = zip.points();
+        assert_eq!(points.len(), 6);
+        assert_eq!(points[5]["a"], toml::Value::Integer(3));
+        assert_eq!(points[5]["seed"], toml::Value::Integer(8));
     }
 
     #[test]

@@ -450,8 +450,20 @@ fn design_section(doc: &mut Doc, design: &DesignInput, truth: Option<&KnownLaw>)
 fn fit_section(doc: &mut Doc, fit: &FitInput, header: &Header) {
     let d = &fit.doc;
     doc.h(2, format!("Fit `{}` ({})", fit.id, d.form.name()));
+    if let Some(c) = &d.curve {
+        doc.p(format!(
+            "Points: {} curve points of {} runs (held-out evaluations during training); {} earlier points left out (D below {} of the run's final D{}, or before the end of a WSD cooldown). The curve-points figure shows every point against D: those in the fit as dots, the others as crosses.",
+            c.points,
+            c.runs,
+            c.dropped,
+            percent(c.skip_fraction),
+            if c.min_d > 0.0 { format!(" or below {}", sci(c.min_d)) } else { String::new() },
+        ));
+    }
     parameters(doc, d, header);
+    seed_spread(doc, d);
     allocation(doc, d);
+    prediction_intervals(doc, d);
     if let Some(h) = &d.holdout {
         extrapolation(doc, h);
     }
@@ -465,9 +477,14 @@ fn fit_section(doc: &mut Doc, fit: &FitInput, header: &Header) {
 /// far the fitted E is from the truth.
 fn parameters(doc: &mut Doc, d: &FitReport, header: &Header) {
     doc.p(format!(
-        "`{}` fitted to {} runs; {}. Optimiser: {} starts, {} within 1e-6 of the best, {}.",
+        "`{}` fitted to {} {}; {}. Optimiser: {} starts, {} within 1e-6 of the best, {}.",
         d.formula,
         d.n_points,
+        if d.curve.is_some() {
+            "curve points"
+        } else {
+            "runs"
+        },
         match d.e.as_f64() {
             Some(e) => format!("E fixed at {}", sig(e, 4)),
             None => "E fitted".into(),
@@ -642,17 +659,98 @@ fn isoflop(doc: &mut Doc, iso: &Isoflop) {
     );
 }
 
+/// Seed replicates: how they entered the fit and each (N, D)'s spread.
+fn seed_spread(doc: &mut Doc, d: &FitReport) {
+    let Some(r) = &d.replicates else {
+        return;
+    };
+    doc.h(3, "Seed spread");
+    doc.p(format!(
+        "{} groups of runs that differ only in their seed (up to {} seeds each) entered the fit as {}; the bootstrap resamples the seeds inside each drawn group. Seed noise: the standard deviation of ln(loss) within a group is {} (a factor of {} on the loss).",
+        r.groups,
+        r.max_seeds,
+        if r.mode == "all" { "every run" } else { "their mean loss" },
+        sig(r.log_seed_std, 3),
+        sig(r.log_seed_std.exp(), 4),
+    ));
+    let rows = r
+        .spread
+        .iter()
+        .map(|g| {
+            vec![
+                sci(g.n),
+                sci(g.d),
+                g.seeds.to_string(),
+                sig(g.mean, 4),
+                sig(g.std, 3),
+                format!("[{}, {}]", sig(g.min, 4), sig(g.max, 4)),
+            ]
+        })
+        .collect();
+    doc.table(&["N", "D", "seeds", "mean loss", "std", "range"], rows);
+}
+
+/// 95% prediction intervals: where the loss of one new run would fall.
+fn prediction_intervals(doc: &mut Doc, d: &FitReport) {
+    if d.prediction_intervals.is_empty() {
+        return;
+    }
+    doc.h(3, "Prediction intervals");
+    doc.p("Where the loss of one new run (a new seed) would fall with 95% probability: the bootstrap's spread of the fitted law (for held-out runs, of the fit that did not see them) plus the seed noise. Wider than the parameter intervals, which bound only the fitted curve.");
+    let rows = d
+        .prediction_intervals
+        .iter()
+        .map(|p| {
+            vec![
+                format!("`{}`", p.what),
+                sci(p.n),
+                sci(p.d),
+                sig(p.predicted, 4),
+                format!("[{}, {}]", sig(p.lo, 4), sig(p.hi, 4)),
+                match p.observed {
+                    Some(o) if p.lo <= o && o <= p.hi => format!("{} (inside)", sig(o, 4)),
+                    Some(o) => format!("{} (OUTSIDE)", sig(o, 4)),
+                    None => "-".into(),
+                },
+            ]
+        })
+        .collect();
+    doc.table(
+        &[
+            "prediction",
+            "N",
+            "D",
+            "predicted",
+            "95% prediction interval",
+            "observed",
+        ],
+        rows,
+    );
+}
+
+/// Most excluded runs the report lists one by one.
+const MAX_EXCLUDED_LISTED: usize = 20;
+
 /// Runs left out of the fit, and why.
 fn excluded(doc: &mut Doc, d: &FitReport) {
     doc.h(3, "Excluded runs");
     if d.excluded.is_empty() {
         doc.p("None: every run entered the fit.");
     } else {
-        doc.blocks.push(Block::List(
-            d.excluded
-                .iter()
-                .map(|e| format!("`{}`: {}", e.id, e.reason))
-                .collect(),
-        ));
+        // A curve fit can leave out hundreds of early points: the first
+        // ones show the reasons, fit.json lists them all.
+        let mut lines: Vec<String> = d
+            .excluded
+            .iter()
+            .take(MAX_EXCLUDED_LISTED)
+            .map(|e| format!("`{}`: {}", e.id, e.reason))
+            .collect();
+        if d.excluded.len() > MAX_EXCLUDED_LISTED {
+            lines.push(format!(
+                "and {} more (fit.json lists every one)",
+                d.excluded.len() - MAX_EXCLUDED_LISTED
+            ));
+        }
+        doc.blocks.push(Block::List(lines));
     }
 }

@@ -73,6 +73,9 @@ pub fn figures(g: &Gathered, labels: &Labels) -> Vec<Figure> {
     }
     out.extend(curves(g, labels));
     for fit in &g.fits {
+        out.extend(curve_points(labels, fit));
+    }
+    for fit in &g.fits {
         out.extend(observed_vs_predicted(labels, fit));
     }
     for design in &g.designs {
@@ -670,6 +673,51 @@ pub fn smooth(points: &[(f64, f64)], bins: usize) -> Vec<(f64, f64)> {
         out.push((steps / count as f64, losses / count as f64));
     }
     out
+}
+
+/// A fit on loss curves: every held-out point of every run against D, one
+/// colour per N; dots entered the fit, crosses were left out (early, or not
+/// the end of a WSD cooldown).
+fn curve_points(labels: &Labels, fit: &super::gather::FitInput) -> Option<Figure> {
+    let report = fit.doc.curve.as_ref()?;
+    let mut chart = Chart::new(
+        &format!("Curve points ({})", fit.id),
+        &labels.d(),
+        &format!("held-out loss{}", labels.unit()),
+    );
+    chart.legend_title = Some("N".into());
+    let mut ns: Vec<f64> = fit.predictions.iter().filter_map(|p| p.n).collect();
+    ns.sort_by(f64::total_cmp);
+    ns.dedup();
+    for (k, n) in ns.iter().enumerate() {
+        let of = |in_fit: bool| -> Vec<(f64, f64)> {
+            fit.predictions
+                .iter()
+                .filter(|p| p.n == Some(*n) && (p.role == "fit") == in_fit)
+                .filter_map(|p| Some((p.d?, p.loss?)))
+                .collect()
+        };
+        chart.series.push(Series::points(
+            Some(format!("N = {}", sci(*n))),
+            categorical(k),
+            Shape::Dot,
+            of(true),
+        ));
+        chart.series.push(Series::points(
+            None,
+            categorical(k),
+            Shape::Cross,
+            of(false),
+        ));
+    }
+    Some(Figure {
+        stem: format!("curve_points_{}", slug(&fit.id)),
+        caption: format!(
+            "Every held-out evaluation of the runs behind {}: dots are the {} points that entered the fit, crosses the {} left out (early in their run, or not the end of a WSD cooldown).",
+            fit.id, report.points, report.dropped
+        ),
+        chart,
+    })
 }
 
 /// Observed against predicted loss for one fit, the extrapolation hold-out

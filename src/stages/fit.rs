@@ -31,17 +31,20 @@ use super::{ConfigureContext, Job, Kind, ParamError, Resources, StageContext, St
 use crate::data;
 use crate::fit::analysis::{Analysis, Hooks};
 use crate::fit::bootstrap::BootstrapSettings;
+use crate::fit::fit_json::CurveReport;
 use crate::fit::form::{Form, FormKind, Irreducible, Variable};
 use crate::fit::grid::Grid;
 use crate::fit::holdout::Holdout;
 use crate::fit::isoflop::{Grouping, IsoflopSettings};
 use crate::fit::objective::Observation;
 use crate::fit::optimize::Settings;
+use crate::fit::points::{self, CurveOrigin, CurveRule, PointSource};
+use crate::fit::replicates::{self, ReplicateMode};
 use crate::fit::summary::summary;
 use crate::fit::table::{self, ColumnMap, Excluded};
 use crate::fit::{diagnostics, fit_json, predictions};
 use crate::kinds_doc::ParamDoc;
-use crate::train::metrics;
+use crate::train::{curve, metrics};
 
 pub const KIND: Kind = Kind {
     name: "fit",
@@ -50,7 +53,11 @@ pub const KIND: Kind = Kind {
     //    and up to 100 bootstrap replicates' log parameters (for bands);
     //    `summary.md` opens with the diagnostics; power_n/power_d refuse runs
     //    pooled over several D/N.
-    version: 3,
+    // 4: seed replicates are grouped (`replicates`); `fit.json` gains
+    //    `prediction_intervals` (with a bootstrap and budgets or a hold-out),
+    //    `replicates` and `curve`; a hold-out with a bootstrap bootstraps the
+    //    hold-out fit too.
+    version: 4,
     takes_seed: true,
     maps_inputs: false,
     inherits_inputs_of: None,
@@ -62,6 +69,10 @@ pub const KIND: Kind = Kind {
 pub const PARAMS: &[ParamDoc] = &[
     ParamDoc::new("form", "\"chinchilla\" | \"power_n\" | \"power_d\" | \"power_c\"", "\"chinchilla\"", "The law: L = E + A/N^alpha + B/D^beta, or one power law in N, D or compute C."),
     ParamDoc::new("e", "number | \"irreducible\"", "fitted", "Irreducible loss E: fitted when absent, fixed to a number (0: a pure power law), or the inputs' declared irreducible loss."),
+    ParamDoc::new("points", "\"final\" | \"curve\"", "\"final\"", "Each run's final loss, or every held-out point of its loss curve (train stages with `eval_every` as inputs; WSD runs: the end of the cooldown only)."),
+    ParamDoc::new("skip_fraction", "number", "0.1 (with points = \"curve\")", "Drop curve points whose D is below this fraction of their run's final D."),
+    ParamDoc::new("min_d", "number", "0 (with points = \"curve\")", "Drop curve points whose D (tokens or examples) is below this."),
+    ParamDoc::new("replicates", "\"mean\" | \"all\"", "\"mean\"", "Runs that differ only in their seed (`seeds = K` upstream): one point per (N, D) at their mean loss, or every run. The bootstrap resamples seeds within each drawn (N, D) either way."),
     ParamDoc::new("table", "string", "none", "A CSV or Parquet file of runs to fit instead of the inputs."),
     ParamDoc::new("id", "string", "\"id\" when present", "The column naming each run."),
     ParamDoc::new("n", "string", "\"n\" (table), \"n_params\" (runs)", "The column of N."),
@@ -93,6 +104,12 @@ struct FitParams {
     /// `"irreducible"` (the inputs' `irreducible_loss`).
     #[serde(default)]
     e: Option<toml::Value>,
+    #[serde(default)]
+    points: PointsParam,
+    skip_fraction: Option<f64>,
+    min_d: Option<f64>,
+    #[serde(default)]
+    replicates: ReplicateMode,
     /// A CSV or Parquet file of runs.
     #[serde(default)]
     table: Option<String>,
@@ -137,6 +154,14 @@ struct FitParams {
     threads: Option<usize>,
     #[serde(default)]
     seed: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum PointsParam {
+    #[default]
+    Final,
+    Curve,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +210,7 @@ pub struct FitJob {
     kind: FormKind,
     e: ESetting,
     table: Option<PathBuf>,
+    points: PointSource,
     columns: ColumnMap,
     exclude_top_loss: usize,
     analysis: Analysis,
@@ -269,6 +295,13 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>
             "IsoFLOP profiles need runs with N and D (form = \"chinchilla\")",
         ));
     }
+    let points = point_source(&p)?;
+    if p.table.is_some() && points != PointSource::Final {
+        return Err(ParamError::at(
+            "points",
+            "points = \"curve\" reads train stages' loss curves, not a `table`",
+        ));
+    }
     let table = match &p.table {
         None => None,
         Some(path) => {
@@ -310,11 +343,13 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>
         }),
         holdout,
         isoflop,
+        replicates: p.replicates,
     };
     Ok(Box::new(FitJob {
         kind: p.form,
         e,
         table,
+        points,
         columns: ColumnMap {
             id: p.id,
             n: p.n,
@@ -331,6 +366,38 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>
                 .map(|n| n.get())
                 .unwrap_or(1)
         }),
+    }))
+}
+
+fn point_source(p: &FitParams) -> Result<PointSource, ParamError> {
+    if p.points == PointsParam::Final {
+        for (key, set) in [
+            ("skip_fraction", p.skip_fraction.is_some()),
+            ("min_d", p.min_d.is_some()),
+        ] {
+            if set {
+                return Err(ParamError::at(
+                    key,
+                    format!("`{key}` drops early curve points: it needs points = \"curve\""),
+                ));
+            }
+        }
+        return Ok(PointSource::Final);
+    }
+    let skip_fraction = p.skip_fraction.unwrap_or(0.1);
+    if !(0.0..1.0).contains(&skip_fraction) {
+        return Err(ParamError::at(
+            "skip_fraction",
+            "expected a number in [0, 1)",
+        ));
+    }
+    let min_d = p.min_d.unwrap_or(0.0);
+    if !(min_d.is_finite() && min_d >= 0.0) {
+        return Err(ParamError::at("min_d", "expected a number >= 0"));
+    }
+    Ok(PointSource::Curve(CurveRule {
+        skip_fraction,
+        min_d,
     }))
 }
 
@@ -444,7 +511,7 @@ impl Job for FitJob {
 
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
         let err = |e: &dyn std::fmt::Display| StageError::msg(e.to_string());
-        let frame = self.gather(ctx)?;
+        let (frame, origins) = self.gather(ctx)?;
         let runs = table::runs(&frame).map_err(|e| err(&e))?;
         if runs.is_empty() {
             return Err(StageError::msg("no runs to fit: the inputs hold no rows"));
@@ -467,7 +534,10 @@ impl Job for FitJob {
         if self.kind == FormKind::Chinchilla && self.analysis.isoflop.is_some() {
             needs.push(Variable::C);
         }
-        let selection = table::select(&runs, &needs, self.exclude_top_loss);
+        let mut selection = table::select(&runs, &needs, self.exclude_top_loss);
+        if let PointSource::Curve(rule) = &self.points {
+            selection.exclude_where(|i| origins[i].as_ref().and_then(|o| o.excluded_by(rule)));
+        }
         let excluded: Vec<Excluded> = selection
             .excluded
             .iter()
@@ -524,13 +594,17 @@ impl Job for FitJob {
             progress: &progress,
             cancelled: &cancelled,
         };
+        let groups = replicates::group(&runs, &selection.included);
         let mut report = pool
-            .install(|| analysis.run(&ids, &observations, &hooks))
+            .install(|| analysis.run_grouped(&ids, &observations, &groups, &hooks))
             .map_err(|e| match e {
                 crate::fit::AnalysisError::Cancelled => StageError::Cancelled,
                 other => StageError::msg(other.to_string()),
             })?;
         report.excluded = excluded;
+        if let PointSource::Curve(rule) = &self.points {
+            report.curve = Some(curve_report(rule, &origins, &selection));
+        }
         if let Some(truth) = reference {
             report
                 .diagnostics
@@ -568,10 +642,14 @@ impl Job for FitJob {
 }
 
 impl FitJob {
-    /// Gathers every source of runs into one canonical frame.
-    fn gather(&self, ctx: &StageContext) -> Result<DataFrame, StageError> {
+    /// Gathers every source of runs into one canonical frame, with where each
+    /// curve point comes from (`None` for whole runs).
+    fn gather(&self, ctx: &StageContext) -> Result<Gathered, StageError> {
         let err = |e: table::TableError| StageError::msg(e.to_string());
         let mut frames = Vec::new();
+        if let PointSource::Curve(_) = self.points {
+            return self.gather_curves(ctx);
+        }
         if let Some(path) = &self.table {
             let raw = table::read_file(path).map_err(err)?;
             let prefix = path
@@ -599,9 +677,71 @@ impl FitJob {
                 )));
             }
         }
-        table::stack(frames).map_err(|e| StageError::msg(format!("cannot gather runs: {e}")))
+        let frame = table::stack(frames)
+            .map_err(|e| StageError::msg(format!("cannot gather runs: {e}")))?;
+        let origins = vec![None; frame.height()];
+        Ok((frame, origins))
+    }
+
+    /// `points = "curve"`: every held-out point of each train input's loss
+    /// curve. Eval inputs are passed over (their train stage holds the curve).
+    fn gather_curves(&self, ctx: &StageContext) -> Result<Gathered, StageError> {
+        let err = |e: &dyn std::fmt::Display| StageError::msg(e.to_string());
+        let n_key = table::metrics_map(&self.columns)
+            .n
+            .unwrap_or_else(|| "n_params".into());
+        let (mut frames, mut origins) = (Vec::new(), Vec::new());
+        for input in ctx.inputs() {
+            let path = input.dir.join(curve::FILE);
+            if !path.is_file() {
+                continue;
+            }
+            let run = metrics::read(&input.dir)?;
+            let evals = curve::read_evals(&path).map_err(|e| err(&e))?;
+            if evals.is_empty() {
+                return Err(StageError::msg(format!(
+                    "points = \"curve\": {} has no held-out points in its {}; set `eval_every` on its train stage",
+                    input.id,
+                    curve::FILE
+                )));
+            }
+            let (frame, from) =
+                points::curve_frame(&run, &evals, &input.id, &n_key, &path).map_err(|e| err(&e))?;
+            frames.push(frame);
+            origins.extend(from.into_iter().map(Some));
+        }
+        if frames.is_empty() {
+            return Err(StageError::msg(
+                "points = \"curve\" reads the loss curves of train stages: list a train stage (with `eval_every`) in `inputs`",
+            ));
+        }
+        let frame = table::stack(frames).map_err(|e| err(&format!("cannot gather runs: {e}")))?;
+        Ok((frame, origins))
     }
 }
+
+/// How many curve points of how many runs entered the fit.
+fn curve_report(
+    rule: &CurveRule,
+    origins: &[Option<CurveOrigin>],
+    selection: &table::Selection,
+) -> CurveReport {
+    let runs: std::collections::BTreeSet<&str> = selection
+        .included
+        .iter()
+        .filter_map(|&i| origins[i].as_ref().map(|o| o.run.as_str()))
+        .collect();
+    CurveReport {
+        skip_fraction: rule.skip_fraction,
+        min_d: rule.min_d,
+        runs: runs.len(),
+        points: selection.included.len(),
+        dropped: selection.excluded.len(),
+    }
+}
+
+/// The canonical frame and, per row, where a curve point comes from.
+type Gathered = (DataFrame, Vec<Option<CurveOrigin>>);
 
 /// The irreducible loss every input that declares one agrees on (a run's
 /// `metrics.json` or a dataset's `meta.json`); None when none declares one.

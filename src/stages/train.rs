@@ -15,22 +15,23 @@ use super::{
     parse_params, ConfigureContext, Job, Kind, ParamError, Prefix, Resources, StageContext,
     StageError,
 };
-use crate::data::{self, DatasetMeta};
+use crate::data::{self, DatasetMeta, Split};
 use crate::kinds_doc::ParamDoc;
 use crate::train::adamw::AdamWConfig;
 use crate::train::dataset_record::{self, DatasetRecord};
 use crate::train::device::{self, DeviceChoice};
-use crate::train::family::{Family, ModelChoice};
+use crate::train::family::{held_out, Family, ModelChoice};
 use crate::train::metrics::{self, TrainMetrics};
 use crate::train::model::ModelSpec;
 use crate::train::schedule::{Decay, ScheduleChoice};
-use crate::train::trainer::{self, Budget, Hooks, TrainConfig, TrainReport, Training};
+use crate::train::trainer::{self, Budget, HeldOut, Hooks, TrainConfig, TrainReport, Training};
 use crate::train::{flops, TrainError};
 
 pub const KIND: Kind = Kind {
     name: "train",
     // 2: `dataset.json` names the dataset by fingerprint, no longer by path.
     // 3: `metrics.json` names the schedule and the steps executed and resumed.
+    // (`eval_every` adds columns to loss_curve.csv only when set.)
     version: 3,
     takes_seed: true,
     maps_inputs: true,
@@ -82,6 +83,11 @@ pub struct RunParams {
     pub threads: usize,
     #[serde(default)]
     pub device: DeviceChoice,
+    /// Score the validation split every this many steps (and after the last).
+    pub eval_every: Option<usize>,
+    /// Token streams: most validation tokens scored per evaluation.
+    #[serde(default = "default_eval_max_tokens")]
+    pub eval_max_tokens: usize,
 }
 
 /// The `schedule` parameter.
@@ -115,6 +121,8 @@ pub const PARAMS: &[ParamDoc] = &[
     ParamDoc::new("seed", "integer", "the pipeline's seed", "Seeds initialisation and batch order."),
     ParamDoc::new("threads", "integer", "1", "Threads of the tensor work (the scheduler's budget)."),
     ParamDoc::new("device", "\"cpu\" | \"cuda\"", "\"cpu\"", "Where to train (cuda needs the `cuda` cargo feature)."),
+    ParamDoc::new("eval_every", "integer", "none", "Score the validation split every this many steps and after the last, into loss_curve.csv's `d` and `val_loss` (what a fit with points = \"curve\" reads)."),
+    ParamDoc::new("eval_max_tokens", "integer", "10000", "Token streams: most validation tokens scored at each `eval_every` evaluation (tables are scored whole)."),
     ParamDoc::new("width", "integer", "required", "Hidden width.").only("model = \"mlp\""),
     ParamDoc::new("depth", "integer", "required", "Hidden layers.").only("model = \"mlp\""),
     ParamDoc::new("activation", "\"relu\" | \"gelu\" | \"tanh\"", "\"relu\"", "Hidden activation.").only("model = \"mlp\""),
@@ -151,6 +159,8 @@ pub(crate) const RUN_KEYS: &[&str] = &[
     "seed",
     "threads",
     "device",
+    "eval_every",
+    "eval_max_tokens",
 ];
 
 fn default_lr() -> f64 {
@@ -176,6 +186,9 @@ fn default_batch_size() -> usize {
 }
 fn default_threads() -> usize {
     1
+}
+fn default_eval_max_tokens() -> usize {
+    10_000
 }
 
 impl TrainParams {
@@ -269,6 +282,10 @@ impl RunParams {
         positive("eps", self.eps)?;
         at_least_one("batch_size", self.batch_size)?;
         at_least_one("threads", self.threads)?;
+        at_least_one("eval_max_tokens", self.eval_max_tokens)?;
+        if let Some(every) = self.eval_every {
+            at_least_one("eval_every", every)?;
+        }
         if !(0.0..=1.0).contains(&self.min_lr_ratio) {
             return Err(ParamError::at(
                 "min_lr_ratio",
@@ -460,12 +477,25 @@ impl Job for TrainJob {
         let out = ctx.out_dir();
         let candidates: Vec<std::path::PathBuf> =
             ctx.prefix_entries().iter().map(|e| e.dir.clone()).collect();
+        let validation = match run.eval_every {
+            Some(_) => Some(held_out(&spec, &input.dir, Split::Val)?),
+            None => None,
+        };
         let training = Training {
             cfg: &cfg,
             source: &source,
             out_dir: out,
             hooks: &hooks,
             resume_from: &candidates,
+            held_out: run
+                .eval_every
+                .zip(validation.as_ref())
+                .map(|(every, source)| HeldOut {
+                    source,
+                    every,
+                    batch_size: 256,
+                    max_units: Some(run.eval_max_tokens),
+                }),
         };
         let report = device::run_on(run.device, run.seed, ctx.threads(), training)?;
         if let Some(step) = report.diverged_at_step {

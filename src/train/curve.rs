@@ -1,5 +1,8 @@
 //! `loss_curve.csv`: a train run's loss at every step (`step,loss,lr`), written
-//! by the trainer and read back by reports.
+//! by the trainer and read back by reports, plus the held-out evaluations made
+//! during training (`eval_every`): `d` (units seen after the step) and
+//! `val_loss` are filled on the rows of the steps evaluated after and empty
+//! elsewhere. Fits on loss curves ([`read_evals`]) read those points.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +15,16 @@ pub struct CurvePoint {
     pub step: usize,
     pub loss: f32,
     pub lr: f64,
+}
+
+/// A held-out evaluation made during training, after the update of `step`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EvalPoint {
+    pub step: usize,
+    /// Training units (tokens or examples) seen up to and including `step`.
+    pub d: usize,
+    /// Mean held-out loss.
+    pub loss: f64,
 }
 
 /// Why a curve could not be read or written.
@@ -31,13 +44,26 @@ pub enum CurveError {
     },
 }
 
-/// Writes the curve into `dir`. Floats use Rust's shortest round-trip
-/// formatting, so equal curves give equal bytes.
-pub fn write(dir: &Path, curve: &[CurvePoint]) -> Result<(), CurveError> {
+/// Writes the curve and the held-out evaluations into `dir`; without
+/// evaluations the file keeps its three columns. Floats use Rust's shortest
+/// round-trip formatting, so equal curves give equal bytes.
+pub fn write(dir: &Path, curve: &[CurvePoint], evals: &[EvalPoint]) -> Result<(), CurveError> {
     let path = dir.join(FILE);
-    let mut text = String::from("step,loss,lr\n");
+    let mut text = String::from(if evals.is_empty() {
+        "step,loss,lr\n"
+    } else {
+        "step,loss,lr,d,val_loss\n"
+    });
+    let mut pending = evals.iter().peekable();
     for p in curve {
-        text.push_str(&format!("{},{},{}\n", p.step, p.loss, p.lr));
+        text.push_str(&format!("{},{},{}", p.step, p.loss, p.lr));
+        if !evals.is_empty() {
+            match pending.next_if(|e| e.step == p.step) {
+                Some(e) => text.push_str(&format!(",{},{}", e.d, e.loss)),
+                None => text.push_str(",,"),
+            }
+        }
+        text.push('\n');
     }
     std::fs::write(&path, text).map_err(|source| CurveError::Io { path, source })
 }
@@ -78,6 +104,56 @@ pub fn read(dir: &Path) -> Result<Vec<CurvePoint>, CurveError> {
             }
         })
         .collect()
+
+/// Reads the held-out evaluations of the curve file at `path` (none when it
+/// has no `val_loss` column: a run trained without `eval_every`).
+pub fn read_evals(path: &Path) -> Result<Vec<EvalPoint>, CurveError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CurveError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |line: usize, message: String| CurveError::Invalid {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    let mut lines = text.lines().enumerate();
+    let Some((_, header)) = lines.next() else {
+        return Ok(Vec::new());
+    };
+    let header: Vec<&str> = header.split(',').map(str::trim).collect();
+    let at = |name: &str| header.iter().position(|h| *h == name);
+    let Some(val_at) = at("val_loss") else {
+        return Ok(Vec::new());
+    };
+    let (Some(step_at), Some(d_at)) = (at("step"), at("d")) else {
+        return Err(bad(
+            1,
+            "a `val_loss` column needs `step` and `d` columns".into(),
+        ));
+    };
+    let mut evals = Vec::new();
+    for (i, line) in lines {
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let Some(val) = fields.get(val_at).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        let parse = |k: usize| fields.get(k).and_then(|f| f.parse::<f64>().ok());
+        match (parse(step_at), parse(d_at), val.parse::<f64>().ok()) {
+            (Some(step), Some(d), Some(loss)) => evals.push(EvalPoint {
+                step: step as usize,
+                d: d as usize,
+                loss,
+            }),
+            _ => {
+                return Err(bad(
+                    i + 1,
+                    "expected numbers in `step`, `d` and `val_loss`".into(),
+                ))
+            }
+        }
+    }
+    Ok(evals)
 }
 
 /// Reads `(step, loss)` pairs from the curve file at `path`, finding the
@@ -140,7 +216,7 @@ mod tests {
                 lr: 0.001,
             },
         ];
-        write(dir.path(), &curve).unwrap();
+        write(dir.path(), &curve, &[]).unwrap();
         assert_eq!(read(dir.path()).unwrap(), curve);
         let path = dir.path().join(FILE);
         std::fs::write(&path, "step,loss,lr,more\n0,2.5,0.001,\n1,2.25,0.001,7\n").unwrap();
@@ -150,6 +226,15 @@ mod tests {
             "later columns are ignored"
         );
         assert_eq!(read_points(&path).unwrap(), vec![(0.0, 2.5), (1.0, 2.25)]);
+        assert!(read_evals(&path).unwrap().is_empty());
+        let evals = [EvalPoint {
+            step: 1,
+            d: 64,
+            loss: 2.0,
+        }];
+        write(dir.path(), &curve, &evals).unwrap();
+        assert_eq!(read_points(&path).unwrap(), vec![(0.0, 2.5), (1.0, 2.25)]);
+        assert_eq!(read_evals(&path).unwrap(), evals);
         std::fs::write(&path, "loss,step\n2.5,0\n").unwrap();
         assert_eq!(read_points(&path).unwrap(), vec![(0.0, 2.5)]);
         std::fs::write(&path, "step,loss\n0,abc\n").unwrap();

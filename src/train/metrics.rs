@@ -118,6 +118,10 @@ pub struct RunMetrics {
     pub wall_time_s: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub irreducible_loss: Option<f64>,
+    /// The learning-rate schedule (`cosine`, `wsd-stable`, `wsd-cooldown`, ...);
+    /// absent in records from before schedules were recorded (cosine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
     /// Set by eval: the train instance evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_id: Option<String>,

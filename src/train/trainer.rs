@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use super::adamw::{AdamW, AdamWConfig};
 use super::batches::{Sampler, Source};
 use super::checkpoint::StableState;
-use super::curve::{self, CurvePoint};
+use super::curve::{self, CurvePoint, EvalPoint};
 use super::device::DeviceJob;
+use super::evaluate;
 use super::model::{Model, ModelSpec};
 use super::params::Params;
 use super::schedule::ScheduleChoice;
@@ -80,6 +81,8 @@ pub struct TrainReport {
     pub final_loss: f64,
     pub initial_loss: f64,
     pub curve: Vec<CurvePoint>,
+    /// Held-out evaluations made during training (with [`HeldOut`]).
+    pub evals: Vec<EvalPoint>,
     /// Seconds spent in the loop (not in loading data or writing files).
     pub wall_time_s: f64,
 }
@@ -105,6 +108,17 @@ pub struct Hooks<'a> {
     pub cancelled: &'a (dyn Fn() -> bool + Sync),
 }
 
+/// Held-out evaluation during training: after every `every` steps and after
+/// the last, the model is scored on `source` (fits on loss curves read these
+/// points). Deterministic: the same batches in the same order each time.
+pub struct HeldOut<'a> {
+    pub source: &'a Source,
+    pub every: usize,
+    pub batch_size: usize,
+    /// Token streams: most units scored per evaluation.
+    pub max_units: Option<usize>,
+}
+
 /// [`train`] as a [`DeviceJob`], for [`super::device::run_on`].
 pub struct Training<'a> {
     pub cfg: &'a TrainConfig,
@@ -113,6 +127,7 @@ pub struct Training<'a> {
     pub hooks: &'a Hooks<'a>,
     /// Outputs of runs that share this one's stable phase ([`train_resuming`]).
     pub resume_from: &'a [PathBuf],
+    pub held_out: Option<HeldOut<'a>>,
 }
 
 impl DeviceJob for Training<'_> {
@@ -124,6 +139,7 @@ impl DeviceJob for Training<'_> {
             self.source,
             self.out_dir,
             self.hooks,
+            self.held_out.as_ref(),
             self.resume_from,
         )
     }
@@ -148,8 +164,9 @@ pub fn train<D: Backend>(
     source: &Source,
     out_dir: &Path,
     hooks: &Hooks,
+    held_out: Option<&HeldOut>,
 ) -> Result<TrainReport, TrainError> {
-    train_resuming(dev, cfg, source, out_dir, hooks, &[])
+    train_resuming(dev, cfg, source, out_dir, hooks, held_out, &[])
 }
 
 /// The stable-phase checkpoint among `candidates` (output directories of runs
@@ -182,6 +199,7 @@ pub fn train_resuming<D: Backend>(
     source: &Source,
     out_dir: &Path,
     hooks: &Hooks,
+    held_out: Option<&HeldOut>,
     resume_from: &[PathBuf],
 ) -> Result<TrainReport, TrainError> {
     // Schedule: a WSD run's stable phase ends where its cooldown starts.
@@ -205,14 +223,14 @@ pub fn train_resuming<D: Backend>(
     // Model and optimiser: parameters drawn on the host from the seed, then
     // moved to `dev`; or both, and the data position, from a checkpoint.
     dev.enable_cache();
-    let (mut sampler, model, mut params, mut opt, start, mut curve, mut d) = match &resume {
+    let (mut sampler, model, mut params, mut opt, start, mut curve, mut evals, mut d) = match &resume {
         None => {
             let sampler = Sampler::new(source, cfg.batch_size, data_rng);
             let mut init_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
             let mut params = Params::new(dev.clone());
             let model = Model::build(&cfg.spec, &mut params, &mut init_rng);
             let opt = AdamW::new(cfg.adamw, &params);
-            (sampler, model, params, opt, 0, Vec::with_capacity(steps), 0)
+            (sampler, model, params, opt, 0, Vec::with_capacity(steps), Vec::new(), 0)
         }
         Some((dir, _)) => {
             let stable = checkpoint::load_stable(dir, &cfg.spec, dev.clone())?;
@@ -234,6 +252,10 @@ pub fn train_resuming<D: Backend>(
                 });
             }
             curve.reserve(steps - state.step);
+            // Held-out evaluations made before the checkpoint (the source ran
+            // with the same `eval_every`: it is part of the shared prefix).
+            let mut evals = curve::read_evals(&dir.join(curve::FILE)).map_err(curve_error)?;
+            evals.retain(|e| e.step < state.step);
             (
                 sampler,
                 stable.model,
@@ -241,6 +263,7 @@ pub fn train_resuming<D: Backend>(
                 opt,
                 state.step,
                 curve,
+                evals,
                 state.d,
             )
         }
@@ -302,6 +325,14 @@ pub fn train_resuming<D: Backend>(
         }
         steps_done += 1;
         d += batch.units();
+        if let Some(h) = held_out.filter(|h| (step + 1) % h.every == 0 || step + 1 == steps) {
+            let e = evaluate::evaluate(&model, &params, h.source, h.batch_size, h.max_units);
+            evals.push(EvalPoint {
+                step,
+                d,
+                loss: e.loss,
+            });
+        }
 
         // Logging.
         if step % report_every == 0 || step + 1 == steps {
@@ -316,7 +347,7 @@ pub fn train_resuming<D: Backend>(
 
     // Checkpoint and loss curve.
     checkpoint::save(out_dir, &cfg.spec, &params)?;
-    curve::write(out_dir, &curve).map_err(curve_error)?;
+    curve::write(out_dir, &curve, &evals).map_err(curve_error)?;
 
     let finite: Vec<f64> = curve
         .iter()
@@ -343,6 +374,7 @@ pub fn train_resuming<D: Backend>(
         },
         initial_loss: finite.first().copied().unwrap_or(f64::NAN),
         curve,
+        evals,
         wall_time_s,
     })
 }

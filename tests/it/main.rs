@@ -2,6 +2,7 @@
 //! module per area. They drive the real `scalepipe` binary in temporary
 //! workspaces through the small builder in `harness`.
 
+mod curves;
 mod data;
 mod defaults;
 mod design;
@@ -14,6 +15,7 @@ mod harness;
 mod malformed;
 mod report;
 mod slurm;
+mod seeds;
 mod stability;
 mod store;
 mod train;

@@ -174,7 +174,7 @@ fn run(cfg: &TrainConfig, source: &Source, threads: usize) -> (TrainReport, temp
         cancelled: &|| false,
     };
     let report = pool
-        .install(|| train(Cpu::default(), cfg, source, dir.path(), &hooks))
+        .install(|| train(Cpu::default(), cfg, source, dir.path(), &hooks, None))
         .unwrap();
     (report, dir)
 }
