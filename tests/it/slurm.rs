@@ -365,12 +365,13 @@ retries = 1
 }
 
 #[test]
-fn ctrl_c_cancels_every_job_of_the_run() {
+fn ctrl_c_or_sigterm_cancels_every_job_of_the_run() {
     cluster();
-    let ws = Workspace::new();
-    ws.write(
-        "p.toml",
-        r#"
+    for signal in ["-INT", "-TERM"] {
+        let ws = Workspace::new();
+        ws.write(
+            "p.toml",
+            r#"
 [pipeline]
 name = "interrupted"
 
@@ -382,23 +383,24 @@ kind = "command"
 cmd = "sleep 300"
 sweep = { n = [1, 2, 3, 4] }
 "#,
-    );
-    let mut child = ws.spawn(&["run", "p.toml", "--executor", "slurm"]);
-    wait_running("interrupted.nap", &mut child);
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-    let out = child.wait_with_output().expect("scalepipe ends");
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(queue("interrupted.nap"), Vec::new());
-    assert!(ws.entries().is_empty());
+        );
+        let mut child = ws.spawn(&["run", "p.toml", "--executor", "slurm"]);
+        wait_running("interrupted.nap", &mut child);
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let out = child.wait_with_output().expect("scalepipe ends");
+        assert_eq!(
+            out.status.code(),
+            Some(130),
+            "{signal}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(queue("interrupted.nap"), Vec::new(), "{signal}");
+        assert!(ws.entries().is_empty(), "{signal}");
+    }
 }
 
 /// Two workers executing one spec at once (as two jobs of one fingerprint on
