@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use super::claim::{Claims, Taken};
 use super::{Event, Outcome};
-use crate::stages::{InputRef, Job, PrefixEntry, StageContext, StageError, ENV_RUN_PID, ENV_WORKSPACE};
+use crate::stages::{
+    InputRef, Job, PrefixEntry, StageContext, StageError, ENV_RUN_PID, ENV_WORKSPACE,
+};
 use crate::store::{unix_now, CacheKey, Depth, Manifest, Store};
 
 /// Where events go.

@@ -104,6 +104,7 @@ pub fn read(dir: &Path) -> Result<Vec<CurvePoint>, CurveError> {
             }
         })
         .collect()
+}
 
 /// Reads the held-out evaluations of the curve file at `path` (none when it
 /// has no `val_loss` column: a run trained without `eval_every`).

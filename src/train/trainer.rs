@@ -223,51 +223,60 @@ pub fn train_resuming<D: Backend>(
     // Model and optimiser: parameters drawn on the host from the seed, then
     // moved to `dev`; or both, and the data position, from a checkpoint.
     dev.enable_cache();
-    let (mut sampler, model, mut params, mut opt, start, mut curve, mut evals, mut d) = match &resume {
-        None => {
-            let sampler = Sampler::new(source, cfg.batch_size, data_rng);
-            let mut init_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-            let mut params = Params::new(dev.clone());
-            let model = Model::build(&cfg.spec, &mut params, &mut init_rng);
-            let opt = AdamW::new(cfg.adamw, &params);
-            (sampler, model, params, opt, 0, Vec::with_capacity(steps), Vec::new(), 0)
-        }
-        Some((dir, _)) => {
-            let stable = checkpoint::load_stable(dir, &cfg.spec, dev.clone())?;
-            let state = stable.state;
-            let sampler = Sampler::resume(source, cfg.batch_size, data_rng, state.sampler);
-            let opt =
-                AdamW::restore(cfg.adamw, &stable.params, &stable.adamw).map_err(|message| {
-                    TrainError::Checkpoint {
+    let (mut sampler, model, mut params, mut opt, start, mut curve, mut evals, mut d) =
+        match &resume {
+            None => {
+                let sampler = Sampler::new(source, cfg.batch_size, data_rng);
+                let mut init_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+                let mut params = Params::new(dev.clone());
+                let model = Model::build(&cfg.spec, &mut params, &mut init_rng);
+                let opt = AdamW::new(cfg.adamw, &params);
+                (
+                    sampler,
+                    model,
+                    params,
+                    opt,
+                    0,
+                    Vec::with_capacity(steps),
+                    Vec::new(),
+                    0,
+                )
+            }
+            Some((dir, _)) => {
+                let stable = checkpoint::load_stable(dir, &cfg.spec, dev.clone())?;
+                let state = stable.state;
+                let sampler = Sampler::resume(source, cfg.batch_size, data_rng, state.sampler);
+                let opt = AdamW::restore(cfg.adamw, &stable.params, &stable.adamw).map_err(
+                    |message| TrainError::Checkpoint {
                         path: dir.join(checkpoint::STABLE_WEIGHTS_FILE),
                         message,
-                    }
-                })?;
-            let mut curve = curve::read(dir).map_err(curve_error)?;
-            curve.truncate(state.step);
-            if curve.len() != state.step {
-                return Err(TrainError::Checkpoint {
-                    path: dir.join(curve::FILE),
-                    message: format!("the curve ends before step {}", state.step),
-                });
+                    },
+                )?;
+                let mut curve = curve::read(dir).map_err(curve_error)?;
+                curve.truncate(state.step);
+                if curve.len() != state.step {
+                    return Err(TrainError::Checkpoint {
+                        path: dir.join(curve::FILE),
+                        message: format!("the curve ends before step {}", state.step),
+                    });
+                }
+                curve.reserve(steps - state.step);
+                // Held-out evaluations made before the checkpoint (the source ran
+                // with the same `eval_every`: it is part of the shared prefix).
+                let mut evals = curve::read_evals(&dir.join(curve::FILE)).map_err(curve_error)?;
+                evals.retain(|e| e.step < state.step);
+                (
+                    sampler,
+                    stable.model,
+                    stable.params,
+                    opt,
+                    state.step,
+                    curve,
+                    evals,
+                    state.d,
+                )
             }
-            curve.reserve(steps - state.step);
-            // Held-out evaluations made before the checkpoint (the source ran
-            // with the same `eval_every`: it is part of the shared prefix).
-            let mut evals = curve::read_evals(&dir.join(curve::FILE)).map_err(curve_error)?;
-            evals.retain(|e| e.step < state.step);
-            (
-                sampler,
-                stable.model,
-                stable.params,
-                opt,
-                state.step,
-                curve,
-                evals,
-                state.d,
-            )
-        }
-    };
+        };
 
     // Loop.
     let seq = match source {
