@@ -8,7 +8,8 @@
 //! the queue ended: its worker's status file says how; without one, Slurm
 //! ended it, and `scontrol show job` says why (resubmitted while the stage's
 //! `retries` allow and the reason is one Slurm caused: time limit, preemption,
-//! node failure). Ctrl-C cancels every job of the run with one `scancel` and
+//! node failure). A running job's progress comes from the progress file its
+//! worker keeps beside its spec, read on the same poll. Ctrl-C cancels every job of the run with one `scancel` and
 //! waits until they left the queue.
 
 use std::collections::{HashMap, HashSet};
@@ -19,6 +20,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::commands::{self, Queued};
+use super::progress::{self, WorkerProgress};
 use super::spec::{self, JobSpec, WorkerOutcome};
 use crate::executor::attempt::Report;
 use crate::executor::claim::Claims;
@@ -42,6 +44,8 @@ struct Task {
     output: PathBuf,
     running: bool,
     started: Instant,
+    /// The worker's progress last shown.
+    progress: Option<WorkerProgress>,
 }
 
 /// The submitting side of a Slurm run.
@@ -210,6 +214,7 @@ impl Submitter<'_, '_> {
                         output,
                         running: false,
                         started: Instant::now(),
+                        progress: None,
                     });
                 }
                 self.submitted.push(id.clone());
@@ -386,6 +391,10 @@ impl Submitter<'_, '_> {
                             threads: inst.resources.threads.max(1),
                         });
                     }
+                    if task.running {
+                        let id = &plan.instances[task.index].id;
+                        show_progress(&mut task, id, report);
+                    }
                     still.push(task);
                 }
                 _ => self.ended(task, status, run, report, &mut still),
@@ -543,6 +552,24 @@ impl Submitter<'_, '_> {
         }
         self.show_queue(report);
     }
+}
+
+/// Emits the progress a running task's worker wrote since the last poll, as
+/// the [`Event::Progress`] a local run's stage emits.
+fn show_progress(task: &mut Task, id: &str, report: Report) {
+    let Some(now) = progress::read_progress(&progress::progress_path(&task.spec)) else {
+        return;
+    };
+    if task.progress.as_ref() == Some(&now) {
+        return;
+    }
+    report(&Event::Progress {
+        id,
+        pos: now.pos,
+        len: now.len,
+        message: &now.message,
+    });
+    task.progress = Some(now);
 }
 
 /// `text` in single quotes for `sh`.
