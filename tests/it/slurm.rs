@@ -412,7 +412,8 @@ sweep = { n = [1, 2, 3, 4] }
     }
 }
 
-/// A training long enough to report progress (a few seconds on a busy node).
+/// A training long enough to report progress over several polls (about 3 s
+/// on an idle node: tiny models train 1,500 steps in well under a second).
 const TRAINING: &str = r#"
 [pipeline]
 name = "progress"
@@ -436,7 +437,7 @@ n_heads = 1
 d_model = 16
 context = 8
 batch_size = 4
-steps = 400
+steps = 12000
 "#;
 
 /// A Slurm run shows the progress lines of a local run (here with `--json`, as
@@ -486,8 +487,8 @@ fn a_running_training_shows_its_progress_lines_as_locally() {
         .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
         .collect();
     assert!(
-        progress.iter().any(|p| p["pos"] == 400
-            && p["len"] == 400
+        progress.iter().any(|p| p["pos"] == 12000
+            && p["len"] == 12000
             && p["message"].as_str().unwrap().contains("loss ")),
         "{progress:?}"
     );

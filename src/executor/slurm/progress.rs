@@ -22,11 +22,14 @@ use serde::{Deserialize, Serialize};
 pub const MIN_INTERVAL: Duration = Duration::from_millis(500);
 
 /// `<task>.progress.json`: what `StageContext::progress` last reported.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerProgress {
     pub pos: u64,
     pub len: u64,
     pub message: String,
+    /// Seconds since the worker started, when the stage reported this (the
+    /// submitter's ETA is computed from it, not from when it saw the job run).
+    pub elapsed_s: f64,
 }
 
 /// Where a spec's progress file goes: beside it.
@@ -63,6 +66,7 @@ pub fn read_progress(path: &Path) -> Option<WorkerProgress> {
 pub struct ProgressWriter {
     path: PathBuf,
     interval: Duration,
+    started: Instant,
     /// When the file was last written and the tenth of the work it showed.
     last: Mutex<Option<(Instant, u64, u64)>>,
 }
@@ -77,6 +81,7 @@ impl ProgressWriter {
         ProgressWriter {
             path,
             interval,
+            started: Instant::now(),
             last: Mutex::new(None),
         }
     }
@@ -103,6 +108,7 @@ impl ProgressWriter {
             pos,
             len,
             message: message.to_string(),
+            elapsed_s: self.started.elapsed().as_secs_f64(),
         };
         let _ = write_progress(&self.path, &progress);
     }
@@ -124,6 +130,7 @@ mod tests {
             pos: 40,
             len: 100,
             message: "loss 1.2345 D 640".into(),
+            elapsed_s: 1.25,
         };
         write_progress(&path, &progress).unwrap();
         assert_eq!(read_progress(&path), Some(progress));
@@ -133,6 +140,7 @@ mod tests {
             pos: 100,
             len: 100,
             message: "done \"quoted\"".into(),
+            elapsed_s: 3.5,
         };
         write_progress(&path, &later).unwrap();
         assert_eq!(read_progress(&path), Some(later));

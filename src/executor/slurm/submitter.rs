@@ -382,7 +382,10 @@ impl Submitter<'_, '_> {
                         ..
                     }),
                 ) => {
-                    if *state == Queued::Running && !task.running {
+                    // A worker that wrote progress runs, whatever the queue
+                    // said a moment before.
+                    let progress = progress::read_progress(&progress::progress_path(&task.spec));
+                    if (*state == Queued::Running || progress.is_some()) && !task.running {
                         task.running = true;
                         task.started = Instant::now();
                         let inst = &plan.instances[task.index];
@@ -391,9 +394,9 @@ impl Submitter<'_, '_> {
                             threads: inst.resources.threads.max(1),
                         });
                     }
-                    if task.running {
+                    if let Some(progress) = progress {
                         let id = &plan.instances[task.index].id;
-                        show_progress(&mut task, id, report);
+                        show_progress(&mut task, id, progress, report);
                     }
                     still.push(task);
                 }
@@ -556,10 +559,7 @@ impl Submitter<'_, '_> {
 
 /// Emits the progress a running task's worker wrote since the last poll, as
 /// the [`Event::Progress`] a local run's stage emits.
-fn show_progress(task: &mut Task, id: &str, report: Report) {
-    let Some(now) = progress::read_progress(&progress::progress_path(&task.spec)) else {
-        return;
-    };
+fn show_progress(task: &mut Task, id: &str, now: WorkerProgress, report: Report) {
     if task.progress.as_ref() == Some(&now) {
         return;
     }
@@ -568,6 +568,7 @@ fn show_progress(task: &mut Task, id: &str, report: Report) {
         pos: now.pos,
         len: now.len,
         message: &now.message,
+        elapsed: Some(Duration::from_secs_f64(now.elapsed_s.max(0.0))),
     });
     task.progress = Some(now);
 }

@@ -66,6 +66,7 @@ pub fn run(path: &Path, cancel: &AtomicBool) -> Result<Outcome, WorkerError> {
             pos,
             len,
             message,
+            ..
         } => {
             progress.report(*pos, *len, message);
             if *len > 0 && (pos * 10 / len) != ((pos.saturating_sub(1)) * 10 / len) {
