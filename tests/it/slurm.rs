@@ -478,6 +478,8 @@ fn a_running_training_shows_its_progress_lines_as_locally() {
         "{percents:?}\n{}",
         out.stderr
     );
+    // The end too, though the job may leave the queue before the next poll.
+    assert_eq!(percents.last(), Some(&100), "{}", out.stderr);
 
     // The training's progress file, beside its spec, ends at its last step.
     let progress: Vec<serde_json::Value> = walkdir::WalkDir::new(ws.join(".scalepipe/slurm"))

@@ -410,7 +410,7 @@ impl Submitter<'_, '_> {
     /// A job that ended: its outcome from its status file, the store, or Slurm.
     fn ended(
         &mut self,
-        task: Task,
+        mut task: Task,
         status: Option<spec::WorkerStatus>,
         run: &mut RunState,
         report: Report,
@@ -418,6 +418,13 @@ impl Submitter<'_, '_> {
     ) {
         let plan = self.exec.plan;
         let inst = &plan.instances[task.index];
+        // The progress its worker wrote since the last poll (its end, as a
+        // local run shows it).
+        if task.running {
+            if let Some(progress) = progress::read_progress(&progress::progress_path(&task.spec)) {
+                show_progress(&mut task, &inst.id, progress, report);
+            }
+        }
         let elapsed = task.started.elapsed();
         let outcome = match status {
             Some(status) => {
