@@ -94,6 +94,7 @@ impl Attempt<'_> {
                 pos,
                 len,
                 message,
+                elapsed: None,
             })
         };
         let warn = |message: &str| report(&Event::StageWarning { id, message });

@@ -42,6 +42,11 @@ pub enum Event<'a> {
         pos: u64,
         len: u64,
         message: &'a str,
+        /// How long the instance had run when it reported this, where the
+        /// reporter knows better than an observer's clock (a Slurm worker's
+        /// progress reaches the submitter up to a poll late, and its start is
+        /// seen late too); `None`: the observer's own clock is right.
+        elapsed: Option<Duration>,
     },
     /// A running instance warns about something that does not stop it.
     StageWarning { id: &'a str, message: &'a str },

@@ -146,6 +146,7 @@ impl TerminalReporter {
                 pos,
                 len,
                 message,
+                elapsed,
             } => {
                 if let Some(bar) = self.bars.lock().expect("lock").get(*id) {
                     if bar.length() != Some(*len) {
@@ -164,9 +165,10 @@ impl TerminalReporter {
                     let mut lines = self.lines.lock().expect("lock");
                     if let Some((started, printed)) = lines.get_mut(*id) {
                         let tenth = pos * 10 / len;
-                        if tenth > *printed && started.elapsed() >= self.quiet_start {
+                        let elapsed = elapsed.unwrap_or_else(|| started.elapsed());
+                        if tenth > *printed && elapsed >= self.quiet_start {
                             *printed = tenth;
-                            let line = progress_line(id, *pos, *len, message, started.elapsed());
+                            let line = progress_line(id, *pos, *len, message, elapsed);
                             drop(lines);
                             self.line(&line);
                         }

@@ -412,6 +412,90 @@ sweep = { n = [1, 2, 3, 4] }
     }
 }
 
+/// A training long enough to report progress over several polls (about 3 s
+/// on an idle node: tiny models train 1,500 steps in well under a second).
+const TRAINING: &str = r#"
+[pipeline]
+name = "progress"
+seed = 1
+
+[executor.slurm]
+poll = "200ms"
+
+[stages.data]
+kind = "dataset.markov_text"
+vocab = 8
+tokens = 20000
+split = { val = 2000, test = 2000 }
+
+[stages.train]
+kind = "train"
+inputs = ["data"]
+model = "transformer"
+n_layers = 1
+n_heads = 1
+d_model = 16
+context = 8
+batch_size = 4
+steps = 12000
+"#;
+
+/// A Slurm run shows the progress lines of a local run (here with `--json`, as
+/// `defaults::json_run_prints_progress_on_stderr_and_one_object_on_stdout`):
+/// the worker writes its progress file, the submitter reads it on each poll.
+#[test]
+fn a_running_training_shows_its_progress_lines_as_locally() {
+    cluster();
+    let ws = Workspace::new();
+    ws.write("p.toml", TRAINING);
+    let raw = ws
+        .command(&["run", "p.toml", "--executor", "slurm", "--json"])
+        .env("SCALEPIPE_PROGRESS_AFTER", "0")
+        .output()
+        .unwrap();
+    let out = super::harness::Output {
+        code: raw.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&raw.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&raw.stderr).into_owned(),
+    }
+    .success();
+    let json = out.json();
+    assert_eq!(ids(&json, "executed"), ["data", "train"]);
+    assert_eq!(json["slurm_jobs"], 2);
+
+    // Progress lines of the training, with percentages, loss and D, in the
+    // order the worker reported them.
+    let percents: Vec<u64> = out
+        .stderr
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("train: "))
+        .filter(|l| l.contains("loss ") && l.contains("D "))
+        .filter_map(|l| l.split_once('%')?.0.parse().ok())
+        .collect();
+    assert!(percents.len() >= 3, "{percents:?}\n{}", out.stderr);
+    assert!(
+        percents.windows(2).all(|w| w[0] < w[1]),
+        "{percents:?}\n{}",
+        out.stderr
+    );
+    // The end too, though the job may leave the queue before the next poll.
+    assert_eq!(percents.last(), Some(&100), "{}", out.stderr);
+
+    // The training's progress file, beside its spec, ends at its last step.
+    let progress: Vec<serde_json::Value> = walkdir::WalkDir::new(ws.join(".scalepipe/slurm"))
+        .into_iter()
+        .map(|e| e.unwrap().into_path())
+        .filter(|p| p.to_string_lossy().ends_with(".progress.json"))
+        .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+        .collect();
+    assert!(
+        progress.iter().any(|p| p["pos"] == 12000
+            && p["len"] == 12000
+            && p["message"].as_str().unwrap().contains("loss ")),
+        "{progress:?}"
+    );
+}
+
 /// Two workers executing one spec at once (as two jobs of one fingerprint on
 /// two nodes would): one commits, the other uses its entry; nothing is lost.
 #[test]

@@ -6,12 +6,15 @@
 //!   `executor = "local"` stages run on the submitting machine's pool.
 //! - [`spec`]: the job spec the submitter writes for each instance under
 //!   `.scalepipe/slurm/<run>/<batch>/`, and the status file its worker leaves.
+//! - [`progress`]: the progress file a worker keeps beside its spec, which the
+//!   submitter reads on each poll and shows as a local run's progress.
 //! - [`worker`]: `scalepipe worker SPEC`.
 //! - [`commands`]: `sbatch`, one `squeue` per poll for all jobs of the run,
 //!   `scontrol show job` for why a job left the queue without a status file,
 //!   `scancel`. No accounting (`sacct`, slurmdbd) is needed.
 
 pub mod commands;
+pub mod progress;
 pub mod spec;
 mod submitter;
 pub mod worker;

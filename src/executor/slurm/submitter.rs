@@ -8,7 +8,8 @@
 //! the queue ended: its worker's status file says how; without one, Slurm
 //! ended it, and `scontrol show job` says why (resubmitted while the stage's
 //! `retries` allow and the reason is one Slurm caused: time limit, preemption,
-//! node failure). Ctrl-C cancels every job of the run with one `scancel` and
+//! node failure). A running job's progress comes from the progress file its
+//! worker keeps beside its spec, read on the same poll. Ctrl-C cancels every job of the run with one `scancel` and
 //! waits until they left the queue.
 
 use std::collections::{HashMap, HashSet};
@@ -19,6 +20,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::commands::{self, Queued};
+use super::progress::{self, WorkerProgress};
 use super::spec::{self, JobSpec, WorkerOutcome};
 use crate::executor::attempt::Report;
 use crate::executor::claim::Claims;
@@ -42,6 +44,8 @@ struct Task {
     output: PathBuf,
     running: bool,
     started: Instant,
+    /// The worker's progress last shown.
+    progress: Option<WorkerProgress>,
 }
 
 /// The submitting side of a Slurm run.
@@ -210,6 +214,7 @@ impl Submitter<'_, '_> {
                         output,
                         running: false,
                         started: Instant::now(),
+                        progress: None,
                     });
                 }
                 self.submitted.push(id.clone());
@@ -377,7 +382,10 @@ impl Submitter<'_, '_> {
                         ..
                     }),
                 ) => {
-                    if *state == Queued::Running && !task.running {
+                    // A worker that wrote progress runs, whatever the queue
+                    // said a moment before.
+                    let progress = progress::read_progress(&progress::progress_path(&task.spec));
+                    if (*state == Queued::Running || progress.is_some()) && !task.running {
                         task.running = true;
                         task.started = Instant::now();
                         let inst = &plan.instances[task.index];
@@ -385,6 +393,10 @@ impl Submitter<'_, '_> {
                             id: &inst.id,
                             threads: inst.resources.threads.max(1),
                         });
+                    }
+                    if let Some(progress) = progress {
+                        let id = &plan.instances[task.index].id;
+                        show_progress(&mut task, id, progress, report);
                     }
                     still.push(task);
                 }
@@ -398,7 +410,7 @@ impl Submitter<'_, '_> {
     /// A job that ended: its outcome from its status file, the store, or Slurm.
     fn ended(
         &mut self,
-        task: Task,
+        mut task: Task,
         status: Option<spec::WorkerStatus>,
         run: &mut RunState,
         report: Report,
@@ -406,6 +418,13 @@ impl Submitter<'_, '_> {
     ) {
         let plan = self.exec.plan;
         let inst = &plan.instances[task.index];
+        // The progress its worker wrote since the last poll (its end, as a
+        // local run shows it).
+        if task.running {
+            if let Some(progress) = progress::read_progress(&progress::progress_path(&task.spec)) {
+                show_progress(&mut task, &inst.id, progress, report);
+            }
+        }
         let elapsed = task.started.elapsed();
         let outcome = match status {
             Some(status) => {
@@ -543,6 +562,22 @@ impl Submitter<'_, '_> {
         }
         self.show_queue(report);
     }
+}
+
+/// Emits the progress a running task's worker wrote since the last poll, as
+/// the [`Event::Progress`] a local run's stage emits.
+fn show_progress(task: &mut Task, id: &str, now: WorkerProgress, report: Report) {
+    if task.progress.as_ref() == Some(&now) {
+        return;
+    }
+    report(&Event::Progress {
+        id,
+        pos: now.pos,
+        len: now.len,
+        message: &now.message,
+        elapsed: Some(Duration::from_secs_f64(now.elapsed_s.max(0.0))),
+    });
+    task.progress = Some(now);
 }
 
 /// `text` in single quotes for `sh`.

@@ -2,12 +2,14 @@
 //! instance its spec describes into the workspace's store, through the same
 //! [`Attempt`] as a local run (claim, pending entry, atomic rename), and writes
 //! its status file. It takes no workspace lock (the submitting run holds it)
-//! and reads neither the pipeline file nor the rest of the plan.
+//! and reads neither the pipeline file nor the rest of the plan. Its stage's
+//! progress goes to its progress file (see [`progress`]) for the submitter.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::progress::{self, ProgressWriter};
 use super::spec::{self, WorkerStatus};
 use crate::executor::{Attempt, Claims, Event, Outcome};
 use crate::stages::{self, ConfigureContext};
@@ -55,6 +57,8 @@ pub fn run(path: &Path, cancel: &AtomicBool) -> Result<Outcome, WorkerError> {
     let job = (kind.configure)(&spec.params, &cx)
         .map_err(|e| invalid(format!("cannot configure `{}`: {}", spec.id, e.message)))?;
     let store = Store::new(&spec.workspace);
+    // The submitter shows progress from this file (no call to Slurm needed).
+    let progress = ProgressWriter::new(progress::progress_path(path));
     let report = |event: &Event| match event {
         Event::StageWarning { id, message } => eprintln!("warning {id}: {message}"),
         Event::Progress {
@@ -62,8 +66,12 @@ pub fn run(path: &Path, cancel: &AtomicBool) -> Result<Outcome, WorkerError> {
             pos,
             len,
             message,
-        } if *len > 0 && (pos * 10 / len) != ((pos.saturating_sub(1)) * 10 / len) => {
-            eprintln!("{id}: {pos}/{len} {message}")
+            ..
+        } => {
+            progress.report(*pos, *len, message);
+            if *len > 0 && (pos * 10 / len) != ((pos.saturating_sub(1)) * 10 / len) {
+                eprintln!("{id}: {pos}/{len} {message}")
+            }
         }
         _ => {}
     };
