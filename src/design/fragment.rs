@@ -125,5 +125,22 @@ mod tests {
         assert_eq!(floats("d"), [2e9, 1e11]);
         assert_eq!(table["round"].as_array().unwrap().len(), 2);
         assert_eq!(table["round"][0].as_integer(), Some(3));
+
+        // A train stage's keys, integers kept integers.
+        let mut train = report.clone();
+        for (run, (w, e)) in train.runs.iter_mut().zip([(16, 4096), (32, 256)]) {
+            run.params = [
+                ("width".to_string(), w.into()),
+                ("examples".to_string(), e.into()),
+            ]
+            .into();
+        }
+        let table: toml::Table = render(&train).parse().unwrap();
+        assert!(!table.contains_key("n"));
+        assert_eq!(table["width"].as_array().unwrap()[1].as_integer(), Some(32));
+        assert_eq!(
+            table["examples"].as_array().unwrap()[0].as_integer(),
+            Some(4096)
+        );
     }
 }

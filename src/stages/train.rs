@@ -692,6 +692,10 @@ mod tests {
             .prefix()
             .unwrap();
         assert_ne!(other_lr.params, long.params);
+        let next_round = job(&format!("{base}examples = 800\nround = 2"))
+            .prefix()
+            .unwrap();
+        assert_eq!(next_round.params, long.params, "a design round is a label");
         assert!(
             job("model = \"mlp\"\nwidth = 8\ndepth = 2\nseed = 0\nexamples = 100")
                 .prefix()
