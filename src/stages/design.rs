@@ -36,7 +36,9 @@ use crate::kinds_doc::ParamDoc;
 
 pub const KIND: Kind = Kind {
     name: "design",
-    version: 1,
+    // 2: `design.json` says how FLOPs are counted (`cost`) and gives each run's
+    // `params`; `proposal.toml` sweeps those keys (sorted) plus `round`.
+    version: 2,
     takes_seed: false,
     maps_inputs: false,
     inherits_inputs_of: None,
