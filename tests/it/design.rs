@@ -453,6 +453,10 @@ spend = 2e6
 k = 2
 candidates = {{ width = [2, 4, 8, 16, 32], examples = [256, 512, 1024, 2048, 4096] }}
 grid = {{ a = [0.0, 5.0], b = [0.0, 5.0], alpha = [0.3, 0.6], beta = [0.3, 0.6] }}
+
+[stages.report]
+kind = "report"
+inputs = ["fit", "design", "eval"]
 "#,
         list.join(", ")
     )
@@ -490,6 +494,13 @@ fn a_train_stage_design_proposes_its_own_sizes_at_their_exact_flops() {
         ));
     }
     assert!(design["spent"].as_f64().unwrap() <= 2e6);
+    let report = ws.read("results/trainloop/report/report.md");
+    let (w, e, ..) = proposed[0];
+    assert!(
+        report.contains("| proposed run |")
+            && report.contains(&format!("examples = {e}, width = {w}")),
+        "{report}"
+    );
 
     // Accept the proposal unchanged: only its runs train.
     let fragment = ws.read("results/trainloop/design/proposal.toml");
