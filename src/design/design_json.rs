@@ -4,6 +4,7 @@
 //! through these types. Reading is lenient (unknown fields ignored, optional
 //! parts may be absent).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -33,9 +34,13 @@ impl Targets {
 /// One proposed run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProposedRun {
+    /// The stage parameters that make it: `n` and `d`, or the train stage's
+    /// candidate keys (`width`, `examples`, ...). The fragment sweeps these.
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
     pub n: f64,
     pub d: f64,
-    /// Training FLOPs (6ND).
+    /// Training FLOPs, counted as `DesignReport::cost` says.
     pub flops: f64,
     /// Nats of information about ln N* and about ln L* when it was chosen
     /// (after the runs chosen before it).
@@ -71,6 +76,9 @@ pub struct DesignReport {
     pub spend: f64,
     pub spent: f64,
     pub k: usize,
+    /// How the runs' FLOPs are counted: `6ND`, or exactly by the train family.
+    #[serde(default = "six_nd")]
+    pub cost: String,
     /// The criterion, in words, with its references.
     pub method: String,
     /// Which greedy pass won (`gain per FLOP` or `gain`).
@@ -91,6 +99,10 @@ pub struct DesignReport {
     pub history: Vec<Round>,
     /// The sweep fragment written beside this file.
     pub fragment: String,
+}
+
+fn six_nd() -> String {
+    super::Cost::SixNd.name().into()
 }
 
 /// Reads `design.json` from a design output directory.

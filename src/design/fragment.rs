@@ -1,11 +1,13 @@
 //! The sweep fragment a design writes (`proposal.toml`): the proposed runs as a
-//! zip sweep of `n`, `d` and `round`, ready for a stage's `sweep_file` (the
+//! zip sweep of their stage keys (`n` and `d` for `simulate`, the candidate
+//! keys of a `train` stage such as `width` and `examples`) and `round`, ready for a stage's `sweep_file` (the
 //! format `crate::pipeline` reads: a table of lists and an optional
 //! `sweep_mode`).
 
 use std::fmt::Write;
 use std::path::Path;
 
+use super::candidates::ROUND_KEY;
 use super::design_json::DesignReport;
 
 /// The file name, in a design output directory.
@@ -27,35 +29,39 @@ pub fn render(report: &DesignReport) -> String {
         report.budget
     );
     out.push_str("sweep_mode = \"zip\"\n");
-    let list = |values: Vec<String>| values.join(", ");
-    let _ = writeln!(
-        out,
-        "n = [{}]",
-        list(report.runs.iter().map(|r| number(r.n)).collect())
-    );
-    let _ = writeln!(
-        out,
-        "d = [{}]",
-        list(report.runs.iter().map(|r| number(r.d)).collect())
-    );
-    let _ = writeln!(
-        out,
-        "round = [{}]",
-        list(
-            report
-                .runs
-                .iter()
-                .map(|_| report.round.to_string())
-                .collect()
-        )
-    );
+    // The keys every run sets (all runs of one design set the same ones).
+    let keys: Vec<&String> = report
+        .runs
+        .first()
+        .map(|r| r.params.keys().collect())
+        .unwrap_or_default();
+    for key in keys {
+        let values: Vec<String> = report
+            .runs
+            .iter()
+            .map(|r| r.params.get(key).map_or("nan".into(), value))
+            .collect();
+        let _ = writeln!(out, "{key} = [{}]", values.join(", "));
+    }
+    let rounds: Vec<String> = report
+        .runs
+        .iter()
+        .map(|_| report.round.to_string())
+        .collect();
+    let _ = writeln!(out, "{ROUND_KEY} = [{}]", rounds.join(", "));
     out
 }
 
-/// A number as a TOML float in exponent form (`1e7`, `3.5e8`): candidates are
-/// matched to runs by value, and floats read back exactly as written.
-fn number(v: f64) -> String {
-    format!("{v:e}")
+/// A parameter value as TOML: integers as integers, floats in exponent form
+/// (`1e7`, `3.5e8`; candidates are matched to runs by value, and floats read
+/// back exactly as written).
+fn value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Number(x) if x.is_f64() => {
+            format!("{:e}", x.as_f64().unwrap_or(f64::NAN))
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Writes the fragment into a design output directory.
@@ -79,6 +85,7 @@ mod tests {
         };
         let t = Targets { n_opt: e, loss: e };
         let run = |n: f64, d: f64| ProposedRun {
+            params: [("n".to_string(), n.into()), ("d".to_string(), d.into())].into(),
             n,
             d,
             flops: 6.0 * n * d,
@@ -92,6 +99,7 @@ mod tests {
             spend: 1e20,
             spent: 0.0,
             k: 2,
+            cost: String::new(),
             method: String::new(),
             ranking: String::new(),
             noise_sd: 0.01,
@@ -117,5 +125,22 @@ mod tests {
         assert_eq!(floats("d"), [2e9, 1e11]);
         assert_eq!(table["round"].as_array().unwrap().len(), 2);
         assert_eq!(table["round"][0].as_integer(), Some(3));
+
+        // A train stage's keys, integers kept integers.
+        let mut train = report.clone();
+        for (run, (w, e)) in train.runs.iter_mut().zip([(16, 4096), (32, 256)]) {
+            run.params = [
+                ("width".to_string(), w.into()),
+                ("examples".to_string(), e.into()),
+            ]
+            .into();
+        }
+        let table: toml::Table = render(&train).parse().unwrap();
+        assert!(!table.contains_key("n"));
+        assert_eq!(table["width"].as_array().unwrap()[1].as_integer(), Some(32));
+        assert_eq!(
+            table["examples"].as_array().unwrap()[0].as_integer(),
+            Some(4096)
+        );
     }
 }

@@ -9,6 +9,7 @@
 //! ([`fragment`], `proposal.toml`) a pipeline includes to run them. The
 //! `design` stage (`crate::stages::design`) is the glue.
 
+pub mod candidates;
 pub mod criterion;
 pub mod design_json;
 pub mod fragment;
@@ -16,6 +17,7 @@ pub mod history;
 pub mod propose;
 pub mod words;
 
+pub use candidates::{Cost, Space};
 pub use criterion::Ensemble;
 pub use design_json::{DesignReport, ProposedRun, Round, Targets};
 pub use propose::Candidate;
@@ -37,8 +39,10 @@ pub struct Design {
     pub spend: f64,
     /// Runs to propose (at most).
     pub k: usize,
-    /// Candidate runs (FLOPs = 6ND).
+    /// Candidate runs.
     pub candidates: Vec<Candidate>,
+    /// How the candidates' FLOPs were counted.
+    pub cost: Cost,
     /// Standard deviation of an observed log loss; None: from the fit's residuals.
     pub noise_sd: Option<f64>,
     /// Start-grid axes replaced for the refits of earlier rounds (see
@@ -137,8 +141,9 @@ impl Design {
             .picks
             .iter()
             .map(|p| {
-                let c = self.candidates[p.index];
+                let c = &self.candidates[p.index];
                 ProposedRun {
+                    params: c.params.clone(),
                     n: c.n,
                     d: c.d,
                     flops: c.flops,
@@ -162,6 +167,7 @@ impl Design {
             spend: self.spend,
             spent: proposed.iter().map(|r| r.flops).sum(),
             k: self.k,
+            cost: self.cost.name().into(),
             method: METHOD.into(),
             ranking: selection.ranking.name().into(),
             noise_sd,

@@ -14,12 +14,15 @@
 use super::criterion::Ensemble;
 
 /// A candidate run.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     pub n: f64,
     pub d: f64,
     /// Training FLOPs of the run.
     pub flops: f64,
+    /// The stage parameters that make the run (`n` and `d`, or a train
+    /// stage's keys such as `width` and `examples`).
+    pub params: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// One chosen run, in the order chosen.
@@ -149,6 +152,7 @@ mod tests {
             n: 1.0,
             d: 1.0,
             flops,
+            params: Default::default(),
         };
         (e, vec![c(1.0), c(100.0), c(1.0)])
     }

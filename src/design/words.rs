@@ -52,19 +52,21 @@ pub fn describe(
     } else {
         let _ = writeln!(
             out,
-            "Proposed: {} run{} costing {} of the {} FLOPs allowed (ranked by {}):",
+            "Proposed: {} run{} costing {} of the {} FLOPs allowed (FLOPs {}; ranked by {}):",
             report.runs.len(),
             if report.runs.len() == 1 { "" } else { "s" },
             sci(report.spent),
             sci(report.spend),
+            report.cost,
             report.ranking
         );
         for (i, run) in report.runs.iter().enumerate() {
             let _ = writeln!(
                 out,
-                "  {}. N = {}, D = {} ({} FLOPs): the bootstrap fits disagree on its loss by {} (sd of log loss); \
+                "  {}. {}N = {}, D = {} ({} FLOPs): the bootstrap fits disagree on its loss by {} (sd of log loss); \
                  observing it is worth {} nats about N* and {} about the loss{}.",
                 i + 1,
+                stage_keys(&run.params),
                 sci(run.n),
                 sci(run.d),
                 sci(run.flops),
@@ -102,4 +104,13 @@ pub fn describe(
     }
     let _ = writeln!(out, "Method: {}.", report.method);
     out
+}
+
+/// A train stage's candidate keys before N and D (`width = 16, examples = 4096:
+/// `); nothing for `n`/`d` runs, whose N and D say it all.
+fn stage_keys(params: &std::collections::BTreeMap<String, serde_json::Value>) -> String {
+    if params.is_empty() || params.keys().all(|k| k == "n" || k == "d") {
+        return String::new();
+    }
+    format!("{}: ", super::candidates::words(params))
 }

@@ -416,29 +416,45 @@ fn design_section(doc: &mut Doc, design: &DesignInput, truth: Option<&KnownLaw>)
         ));
     }
     if !d.runs.is_empty() {
-        doc.table(
-            &[
-                "proposed N",
-                "D",
-                "FLOPs",
-                "nats about N*",
-                "nats about loss",
-                "disagreement (sd of log loss)",
-            ],
-            d.runs
-                .iter()
-                .map(|r| {
-                    vec![
-                        sci(r.n),
-                        sci(r.d),
-                        sci(r.flops),
-                        sig(r.gain_n_opt, 3),
-                        sig(r.gain_loss, 3),
-                        percent(r.disagreement),
-                    ]
-                })
-                .collect(),
-        );
+        // A train stage's candidates lead with their own keys (`width = 16,
+        // examples = 4096`) and are costed exactly; `n`/`d` runs need no such
+        // column, and their table reads as before.
+        let stage_keys = d
+            .runs
+            .iter()
+            .any(|r| r.params.keys().any(|k| k != "n" && k != "d"));
+        let mut header = vec![
+            "proposed N",
+            "D",
+            "FLOPs",
+            "nats about N*",
+            "nats about loss",
+            "disagreement (sd of log loss)",
+        ];
+        if stage_keys {
+            header.insert(0, "proposed run");
+            header[1] = "N";
+            header[3] = "FLOPs (exact)";
+        }
+        let rows = d
+            .runs
+            .iter()
+            .map(|r| {
+                let mut row = vec![
+                    sci(r.n),
+                    sci(r.d),
+                    sci(r.flops),
+                    sig(r.gain_n_opt, 3),
+                    sig(r.gain_loss, 3),
+                    percent(r.disagreement),
+                ];
+                if stage_keys {
+                    row.insert(0, crate::design::candidates::words(&r.params));
+                }
+                row
+            })
+            .collect();
+        doc.table(&header, rows);
         doc.p(format!(
             "Accept the proposal by including its `{}` with `sweep_file`; `scalepipe suggest` prints it in words. Method: {}.",
             d.fragment, d.method

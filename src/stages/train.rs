@@ -88,6 +88,9 @@ pub struct RunParams {
     /// Token streams: most validation tokens scored per evaluation.
     #[serde(default = "default_eval_max_tokens")]
     pub eval_max_tokens: usize,
+    /// A label, not a setting: the design round that proposed this run (a
+    /// design's `proposal.toml` sets it); recorded in `metrics.json`'s params.
+    pub round: Option<u32>,
 }
 
 /// The `schedule` parameter.
@@ -123,6 +126,7 @@ pub const PARAMS: &[ParamDoc] = &[
     ParamDoc::new("device", "\"cpu\" | \"cuda\"", "\"cpu\"", "Where to train (cuda needs the `cuda` cargo feature)."),
     ParamDoc::new("eval_every", "integer", "none", "Score the validation split every this many steps and after the last, into loss_curve.csv's `d` and `val_loss` (what a fit with points = \"curve\" reads)."),
     ParamDoc::new("eval_max_tokens", "integer", "10000", "Token streams: most validation tokens scored at each `eval_every` evaluation (tables are scored whole)."),
+    ParamDoc::new("round", "integer", "none", "A label, not a setting: the design round that proposed the run (a `design` stage's proposal.toml sets it; the design and the report read it back). Training ignores it, and WSD runs share their stable phase across rounds."),
     ParamDoc::new("width", "integer", "required", "Hidden width.").only("model = \"mlp\""),
     ParamDoc::new("depth", "integer", "required", "Hidden layers.").only("model = \"mlp\""),
     ParamDoc::new("activation", "\"relu\" | \"gelu\" | \"tanh\"", "\"relu\"", "Hidden activation.").only("model = \"mlp\""),
@@ -161,6 +165,7 @@ pub(crate) const RUN_KEYS: &[&str] = &[
     "device",
     "eval_every",
     "eval_max_tokens",
+    "round",
 ];
 
 fn default_lr() -> f64 {
@@ -234,9 +239,11 @@ impl TrainParams {
     }
 }
 
-/// The keys that set a WSD run's length or its cooldown: every other parameter
-/// decides its stable phase, which runs differing only in these share.
+/// The keys that set a WSD run's length or its cooldown, and the `round` label:
+/// every other parameter decides its stable phase, which runs differing only in
+/// these share.
 const BEYOND_STABLE_PHASE: &[&str] = &[
+    "round",
     "steps",
     "epochs",
     "tokens",
@@ -685,6 +692,10 @@ mod tests {
             .prefix()
             .unwrap();
         assert_ne!(other_lr.params, long.params);
+        let next_round = job(&format!("{base}examples = 800\nround = 2"))
+            .prefix()
+            .unwrap();
+        assert_eq!(next_round.params, long.params, "a design round is a label");
         assert!(
             job("model = \"mlp\"\nwidth = 8\ndepth = 2\nseed = 0\nexamples = 100")
                 .prefix()

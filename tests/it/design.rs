@@ -399,3 +399,160 @@ fn sweep_file_errors_name_the_file_and_line() {
     // Nothing was written by any of them.
     assert!(!ws.join(".scalepipe/cache").exists() || ws.entries().is_empty());
 }
+
+/// A real training study whose design proposes a train stage's own sizes:
+/// a teacher dataset, MLP students at 3 widths x 3 data sizes, eval, a
+/// chinchilla fit with a small bootstrap, and a design whose candidates are
+/// the train stage's `width` and `examples`.
+fn train_study(files: &[&str]) -> String {
+    let list: Vec<String> = files.iter().map(|f| format!("\"{f}\"")).collect();
+    format!(
+        r#"[pipeline]
+name = "trainloop"
+seed = 0
+
+[stages.data]
+kind = "dataset.teacher"
+n = 2048
+input_dim = 4
+teacher_width = 8
+noise_std = 0.5
+split = {{ val = 200, test = 200 }}
+
+[stages.train]
+kind = "train"
+inputs = ["data"]
+model = "mlp"
+depth = 1
+lr = 1e-2
+batch_size = 16
+sweep_file = [{}]
+[stages.train.sweep]
+width = [2, 4, 8]
+examples = [256, 512, 1024]
+
+[stages.eval]
+kind = "eval"
+inputs = ["train"]
+
+[stages.fit]
+kind = "fit"
+inputs = ["eval"]
+form = "chinchilla"
+e = "irreducible"
+bootstrap = 24
+bootstrap_starts = 1
+budgets = [1e8]
+grid = {{ a = [0.0, 5.0], b = [0.0, 5.0], alpha = [0.3, 0.6], beta = [0.3, 0.6] }}
+
+[stages.design]
+kind = "design"
+inputs = ["fit", "data"]
+budget = 1e8
+spend = 2e6
+k = 2
+candidates = {{ width = [2, 4, 8, 16, 32], examples = [256, 512, 1024, 2048, 4096] }}
+grid = {{ a = [0.0, 5.0], b = [0.0, 5.0], alpha = [0.3, 0.6], beta = [0.3, 0.6] }}
+
+[stages.report]
+kind = "report"
+inputs = ["fit", "design", "eval"]
+"#,
+        list.join(", ")
+    )
+}
+
+#[test]
+fn a_train_stage_design_proposes_its_own_sizes_at_their_exact_flops() {
+    let ws = Workspace::new();
+    ws.write("study.toml", &train_study(&[]));
+    ws.run(&["run", "study.toml"]).success();
+    let design = json(&ws, "results/trainloop/design/design.json");
+    assert!(
+        design["cost"].as_str().unwrap().starts_with("exact"),
+        "{design}"
+    );
+    let runs = design["runs"].as_array().unwrap();
+    assert!(!runs.is_empty() && runs.len() <= 2, "{design}");
+    let initial = |w: u64, e: u64| [2, 4, 8].contains(&w) && [256, 512, 1024].contains(&e);
+    let mut proposed = Vec::new();
+    for run in runs {
+        let p = &run["params"];
+        let keys: Vec<&String> = p.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["examples", "width"], "{run}");
+        let (w, e) = (
+            p["width"].as_u64().unwrap(),
+            p["examples"].as_u64().unwrap(),
+        );
+        assert!([2, 4, 8, 16, 32].contains(&w) && [256, 512, 1024, 2048, 4096].contains(&e));
+        assert!(!initial(w, e), "{w} x {e} has run already");
+        proposed.push((
+            w,
+            e,
+            run["n"].as_f64().unwrap(),
+            run["flops"].as_f64().unwrap(),
+        ));
+    }
+    assert!(design["spent"].as_f64().unwrap() <= 2e6);
+    let report = ws.read("results/trainloop/report/report.md");
+    let (w, e, ..) = proposed[0];
+    assert!(
+        report.contains("| proposed run |")
+            && report.contains(&format!("examples = {e}, width = {w}")),
+        "{report}"
+    );
+
+    // Accept the proposal unchanged: only its runs train.
+    let fragment = ws.read("results/trainloop/design/proposal.toml");
+    assert!(
+        fragment.contains("width = [") && fragment.contains("examples = ["),
+        "{fragment}"
+    );
+    assert!(!fragment.contains("\nn = ["), "{fragment}");
+    ws.write("round1.toml", &fragment);
+    ws.write("study.toml", &train_study(&["round1.toml"]));
+    let out = ws.run(&["run", "study.toml", "--json"]).success();
+    let executed = ids(&out.json(), "executed");
+    let trained: Vec<&String> = executed
+        .iter()
+        .filter(|i| i.starts_with("train["))
+        .collect();
+    assert_eq!(trained.len(), proposed.len(), "{executed:?}");
+    for (w, e, n, flops) in &proposed {
+        let id = trained
+            .iter()
+            .find(|i| i.contains(&format!("width={w}")) && i.contains(&format!("examples={e}")))
+            .unwrap_or_else(|| panic!("width {w} x examples {e} not trained: {executed:?}"));
+        assert!(id.contains("round=1"), "{id}");
+        // What the run records is what the design costed it at.
+        let m = json(&ws, &format!("results/trainloop/{id}/metrics.json"));
+        assert_eq!(m["n_params"].as_f64(), Some(*n), "{id}");
+        assert_eq!(m["flops_exact"].as_f64(), Some(*flops), "{id}");
+    }
+    let next = json(&ws, "results/trainloop/design/design.json");
+    assert_eq!(next["round"].as_u64(), Some(2), "{next}");
+}
+
+#[test]
+fn train_candidates_need_the_dataset_and_keys_the_runs_have() {
+    let ws = Workspace::new();
+    let no_data = train_study(&[]).replace(r#"inputs = ["fit", "data"]"#, r#"inputs = ["fit"]"#);
+    ws.write("a.toml", &no_data);
+    let out = ws.run(&["run", "a.toml"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("add that dataset stage to `inputs`"),
+        "{}",
+        out.stderr
+    );
+    let typo = train_study(&[]).replace("candidates = { width", "candidates = { widht");
+    ws.write("b.toml", &typo);
+    let out = ws.run(&["run", "b.toml"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("no parameter `widht`"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+}
