@@ -145,8 +145,9 @@ fn main() {
         ..big.clone()
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    train(dev.clone(), &warm, &big_source, dir.path(), &hooks).expect("cuda warm-up");
-    let report = train(dev, &big, &big_source, dir.path(), &hooks).expect("cuda throughput run");
+    train(dev.clone(), &warm, &big_source, dir.path(), &hooks, None).expect("cuda warm-up");
+    let report =
+        train(dev, &big, &big_source, dir.path(), &hooks, None).expect("cuda throughput run");
     let peak_tflops: f64 = std::env::var("SCALEPIPE_GPU_PEAK_TFLOPS")
         .ok()
         .and_then(|v| v.parse().ok())
