@@ -28,7 +28,8 @@ pub const KIND: Kind = Kind {
     name: "eval",
     // 2: receives the train instance's dataset as an input.
     // 3: `max_tokens` defaults to DEFAULT_MAX_TOKENS (was the whole split).
-    version: 3,
+    // 4: transformer attention uses the fused causal softmax on the CPU.
+    version: 4,
     takes_seed: false,
     maps_inputs: true,
     inherits_inputs_of: Some("train"),

@@ -32,7 +32,9 @@ pub const KIND: Kind = Kind {
     // 2: `dataset.json` names the dataset by fingerprint, no longer by path.
     // 3: `metrics.json` names the schedule and the steps executed and resumed.
     // (`eval_every` adds columns to loss_curve.csv only when set.)
-    version: 3,
+    // 4: transformer attention uses the fused causal softmax on the CPU (same
+    //    function, different rounding).
+    version: 4,
     takes_seed: true,
     maps_inputs: true,
     inherits_inputs_of: None,

@@ -10,7 +10,7 @@
 //! Layout: [`params`] (named tensors, exact counts), [`layers`] (linear, layer norm,
 //! losses), the three families [`mlp`], [`transformer`], [`text_classifier`] joined
 //! by [`model`], [`family`] (a pipeline's model request meets a dataset),
-//! [`adamw`], [`schedule`], [`flops`], [`batches`] (data order), [`device`] (the
+//! [`adamw`], [`fused`] (fused CPU kernels), [`schedule`], [`flops`], [`batches`] (data order), [`device`] (the
 //! dfdx device and thread pool), and [`trainer`], which reads top to bottom like
 //! nanoGPT's `train.py`. [`evaluate`] computes held-out loss for the `eval` stage.
 //!
@@ -27,6 +27,7 @@ pub mod device;
 pub mod evaluate;
 pub mod family;
 pub mod flops;
+pub mod fused;
 pub mod layers;
 pub mod metrics;
 pub mod mlp;
@@ -44,10 +45,11 @@ pub use params::{ParamId, Params, Role};
 /// The dfdx devices training runs on: `Cpu`, and `Cuda` with the `cuda` feature.
 /// `Cache` lets the trainer turn on dfdx's allocation cache, which reuses buffers
 /// between steps instead of returning them to the allocator; [`adamw::GradOps`]
-/// gives clipping access to gradient buffers.
-pub trait Backend: adamw::GradOps {}
+/// gives clipping access to gradient buffers; [`fused::FusedOps`] runs fused
+/// kernels where a device has them.
+pub trait Backend: adamw::GradOps + fused::FusedOps {}
 
-impl<D: adamw::GradOps> Backend for D {}
+impl<D: adamw::GradOps + fused::FusedOps> Backend for D {}
 
 /// Why training or evaluation could not proceed (a diverging loss is not an error:
 /// it is a result, see [`trainer::Status`]).

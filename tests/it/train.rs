@@ -896,6 +896,67 @@ fn fused_adamw_matches_the_tensor_op_reference() {
     }
 }
 
+/// The CPU's fused attention softmax against the composed dfdx ops it replaces:
+/// values, and gradients of a weighted sum, where the scores also feed a second
+/// op (so the fused backward must accumulate, not overwrite).
+#[test]
+fn fused_causal_softmax_equals_composed_ops() {
+    use scalepipe::train::fused::{causal_softmax_composed, FusedOps};
+    let dev = Cpu::default();
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    // Square (self-attention), more keys than queries, more queries than keys.
+    for shape in [(2, 3, 5, 5), (1, 2, 4, 6), (1, 1, 6, 3)] {
+        let (b, h, q, k) = shape;
+        let numel = b * h * q * k;
+        let mut random = |sd: f32| -> Vec<f32> {
+            (0..numel)
+                .map(|_| sd * rng.gen_range(-1.0f32..1.0))
+                .collect()
+        };
+        let scores = dev.tensor_from_vec(random(4.0), shape);
+        let w = dev.tensor_from_vec(random(1.0), shape);
+        let w2 = dev.tensor_from_vec(random(1.0), shape);
+        let scale = 0.7f32;
+        let run = |fused: bool| {
+            let s = scores.leaky_trace();
+            let att = if fused {
+                Cpu::causal_softmax(s.retaped::<OwnedTape<f32, Cpu>>(), scale)
+            } else {
+                causal_softmax_composed(s.retaped::<OwnedTape<f32, Cpu>>(), scale)
+            };
+            let values = att.retaped::<NoneTape>().as_vec();
+            let loss = (att * w.clone()).sum::<Rank0, _>() + (s * w2.clone()).sum::<Rank0, _>();
+            let grads = loss.backward();
+            (values, grads.get(&scores).as_vec())
+        };
+        let (fv, fg) = run(true);
+        let (cv, cg) = run(false);
+        for (i, (a, c)) in fv.iter().zip(&cv).enumerate() {
+            assert!((a - c).abs() <= 1e-6, "{shape:?} value {i}: {a} vs {c}");
+            let (row, key) = ((i / k) % q, i % k);
+            if key > row {
+                assert_eq!(*a, 0.0, "{shape:?}: masked entry {i} is {a}");
+            }
+        }
+        for row in fv.chunks(k) {
+            let total: f32 = row.iter().sum();
+            assert!(
+                (total - 1.0).abs() < 1e-5,
+                "{shape:?}: a row sums to {total}"
+            );
+        }
+        for (i, (a, c)) in fg.iter().zip(&cg).enumerate() {
+            assert!(
+                (a - c).abs() <= 1e-5 * (1.0 + c.abs()),
+                "{shape:?} gradient {i}: {a} vs {c}"
+            );
+        }
+        // Without a tape the fused op computes the same values.
+        let plain = Cpu::causal_softmax(scores.clone(), scale).as_vec();
+        assert_eq!(plain, fv);
+    }
+}
+
 #[test]
 fn composed_gelu_equals_dfdx_fast_gelu() {
     let dev = Cpu::default();
