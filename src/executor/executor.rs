@@ -135,21 +135,7 @@ impl Executor<'_> {
                 let Some((index, threads)) = run.scheduler.start_next() else {
                     break;
                 };
-                report(&Event::StageStarted {
-                    id: &plan.instances[index].id,
-                    threads,
-                });
-                let tx = tx.clone();
-                scope.spawn(move |_| {
-                    let start = Instant::now();
-                    let outcome = self.execute(index, threads, claims, report);
-                    let _ = tx.send(Done {
-                        index,
-                        duration: start.elapsed(),
-                        outcome,
-                        jobs: Vec::new(),
-                    });
-                });
+                self.spawn_local(scope, &tx, index, threads, claims, report);
             }
             if run.scheduler.idle() {
                 break;
@@ -298,6 +284,35 @@ impl Executor<'_> {
             self.release_next(run, i);
             stack.extend(self.plan.consumers(i));
         }
+    }
+
+    /// Starts one instance on a pool thread of `scope`; its [`Done`] comes back
+    /// through `tx`. The local executor and a Slurm run's `executor = "local"`
+    /// stages both start instances this way.
+    pub(super) fn spawn_local<'s>(
+        &'s self,
+        scope: &rayon::Scope<'s>,
+        tx: &mpsc::Sender<Done>,
+        index: usize,
+        threads: usize,
+        claims: &'s Claims,
+        report: Report<'s>,
+    ) {
+        report(&Event::StageStarted {
+            id: &self.plan.instances[index].id,
+            threads,
+        });
+        let tx = tx.clone();
+        scope.spawn(move |_| {
+            let start = Instant::now();
+            let outcome = self.execute(index, threads, claims, report);
+            let _ = tx.send(Done {
+                index,
+                duration: start.elapsed(),
+                outcome,
+                jobs: Vec::new(),
+            });
+        });
     }
 
     /// Runs one instance into a fresh entry and commits it (see [`Attempt`]).

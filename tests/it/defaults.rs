@@ -218,17 +218,12 @@ fn json_run_prints_progress_on_stderr_and_one_object_on_stdout() {
     ws.write("p.toml", STUDY);
     // Lines start at once here (by default after 2 s, which these tiny stages
     // never reach).
-    let raw = ws
-        .command(&["run", "p.toml", "--json", "--jobs", "1"])
-        .env("SCALEPIPE_PROGRESS_AFTER", "0")
-        .output()
-        .unwrap();
-    let out = crate::harness::Output {
-        code: raw.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&raw.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&raw.stderr).into_owned(),
-    }
-    .success();
+    let out = ws
+        .run_with_env(
+            &["run", "p.toml", "--json", "--jobs", "1"],
+            &[("SCALEPIPE_PROGRESS_AFTER", "0")],
+        )
+        .success();
     let json = out.json();
     assert_eq!(json["pipeline"], "study");
     // Progress lines of the training runs, with percentages, loss and D.

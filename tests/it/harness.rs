@@ -81,7 +81,16 @@ impl Workspace {
 
     /// Runs `scalepipe` to completion.
     pub fn run(&self, args: &[&str]) -> Output {
-        let out = self.command(args).output().expect("scalepipe runs");
+        self.run_with_env(args, &[])
+    }
+
+    /// Runs `scalepipe` to completion with extra environment variables.
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let out = self
+            .command(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("scalepipe runs");
         Output {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -448,17 +448,12 @@ fn a_running_training_shows_its_progress_lines_as_locally() {
     cluster();
     let ws = Workspace::new();
     ws.write("p.toml", TRAINING);
-    let raw = ws
-        .command(&["run", "p.toml", "--executor", "slurm", "--json"])
-        .env("SCALEPIPE_PROGRESS_AFTER", "0")
-        .output()
-        .unwrap();
-    let out = super::harness::Output {
-        code: raw.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&raw.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&raw.stderr).into_owned(),
-    }
-    .success();
+    let out = ws
+        .run_with_env(
+            &["run", "p.toml", "--executor", "slurm", "--json"],
+            &[("SCALEPIPE_PROGRESS_AFTER", "0")],
+        )
+        .success();
     let json = out.json();
     assert_eq!(ids(&json, "executed"), ["data", "train"]);
     assert_eq!(json["slurm_jobs"], 2);

@@ -119,21 +119,7 @@ pub(in crate::executor) fn run(
             let placement = &plan.pipeline.stages[inst.stage_index].placement;
             if placement.executor == Some(ExecutorKind::Local) {
                 let threads = inst.resources.threads.clamp(1, exec.jobs.max(1));
-                report(&Event::StageStarted {
-                    id: &inst.id,
-                    threads,
-                });
-                let tx = tx.clone();
-                scope.spawn(move |_| {
-                    let start = Instant::now();
-                    let outcome = exec.execute(index, threads, claims, report);
-                    let _ = tx.send(Done {
-                        index,
-                        duration: start.elapsed(),
-                        outcome,
-                        jobs: Vec::new(),
-                    });
-                });
+                exec.spawn_local(scope, &tx, index, threads, claims, report);
             } else {
                 ready.push(index);
             }
@@ -345,20 +331,23 @@ impl Submitter<'_, '_> {
         }
     }
 
+    /// The Slurm job ids in flight, each array once (its tasks share it).
+    fn parents(&self) -> Vec<String> {
+        let mut seen = HashSet::new();
+        self.tasks
+            .iter()
+            .filter(|t| seen.insert(t.parent.as_str()))
+            .map(|t| t.parent.clone())
+            .collect()
+    }
+
     /// One `squeue` for every job in flight; each job that left the queue (or
     /// whose worker already wrote its status) ends.
     fn poll(&mut self, run: &mut RunState, report: Report) {
         if self.tasks.is_empty() {
             return;
         }
-        let parents: Vec<String> = {
-            let mut seen = HashSet::new();
-            self.tasks
-                .iter()
-                .filter(|t| seen.insert(t.parent.as_str()))
-                .map(|t| t.parent.clone())
-                .collect()
-        };
+        let parents = self.parents();
         let queue = match commands::squeue(&parents) {
             Ok(queue) => queue,
             Err(e) => {
@@ -537,14 +526,7 @@ impl Submitter<'_, '_> {
         if self.tasks.is_empty() {
             return;
         }
-        let parents: Vec<String> = {
-            let mut seen = HashSet::new();
-            self.tasks
-                .iter()
-                .filter(|t| seen.insert(t.parent.as_str()))
-                .map(|t| t.parent.clone())
-                .collect()
-        };
+        let parents = self.parents();
         if let Err(e) = commands::scancel(&parents) {
             let message = format!("cannot cancel the run's Slurm jobs: {e}");
             report(&Event::Warning { message: &message });
