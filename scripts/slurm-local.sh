@@ -6,7 +6,9 @@
 # `sinfo` shows the node idle. Exits non-zero with the reason if it cannot.
 #
 # No slurmdbd and no accounting: scalepipe's executor must not need `sacct`.
-# Short intervals (scheduling, KillWait) so test jobs start within a second;
+# Short intervals (scheduling, KillWait) so test jobs start within a second:
+# batch_sched_delay=0 lets the controller start the next job on its next
+# one-second cycle instead of batching submissions for 3 s (the default);
 # MinJobAge keeps finished jobs in `scontrol show job` for 10 minutes.
 set -euo pipefail
 
@@ -70,7 +72,7 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 SchedulerType=sched/builtin
-SchedulerParameters=sched_min_interval=0,default_queue_depth=10000
+SchedulerParameters=sched_min_interval=0,default_queue_depth=10000,batch_sched_delay=0
 MinJobAge=600
 KillWait=2
 OverTimeLimit=0

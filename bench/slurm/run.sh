@@ -10,15 +10,19 @@
 # instances: every Snakemake job starts a Snakemake inside it).
 # Both scalepipe and the plain sbatch loops poll squeue once a second.
 # Prints a TSV line per measurement (also appended to bench/raw/slurm.tsv):
-#   what  K  wall_s  per_instance_ms  status  load_average
-# Usage: bash bench/slurm/run.sh   (K=1000 K_SNAKEMAKE=100 by default)
+#   what  K  wall_s  per_instance_ms  status  load_average  hold_ms
+# hold_ms: median and mean time a job held its allocation, from slurmctld's
+# log (its "Allocate" and "_job_complete" lines, millisecond timestamps): what
+# each way runs inside a job beyond the command itself, independent of how
+# fast the controller hands out allocations.
+# Usage: bash bench/slurm/run.sh   (K=1000 K_SNAKEMAKE=200 by default)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 K=${K:-1000}
-K_SNAKEMAKE=${K_SNAKEMAKE:-100}
+K_SNAKEMAKE=${K_SNAKEMAKE:-200}
 TIMEOUT=${TIMEOUT:-1200}
 WORK=$ROOT/bench/work/slurm
-RAW=$ROOT/bench/raw/slurm.tsv
+RAW=${RAW:-$ROOT/bench/raw/slurm.tsv}
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/scalepipe
 VENV=$ROOT/bench/.venv
 
@@ -27,12 +31,25 @@ bash "$ROOT/scripts/slurm-local.sh" || exit 1
 mkdir -p "$WORK" "$(dirname "$RAW")"
 
 now() { date +%s.%N; }
+CTLD_LOG=${CTLD_LOG:-/var/log/slurm/slurmctld.log}
+log_mark() { stat -c %s "$CTLD_LOG" 2>/dev/null || echo 0; }
+# Median and mean allocation-hold time (ms) of the jobs that started and ended
+# in slurmctld's log after byte offset $1.
+hold_ms() {
+  tail -c +"$(($1 + 1))" "$CTLD_LOG" 2>/dev/null | awk '
+    function ms(ts,   a) { split(substr(ts, 13, 12), a, /[:.]/); return ((a[1] * 60 + a[2]) * 60 + a[3]) * 1000 + a[4] }
+    /sched: Allocate JobId=/ { match($0, /JobId=[^ ]+/); alloc[substr($0, RSTART + 6, RLENGTH - 6)] = ms($1) }
+    /_job_complete: JobId=.* WEXITSTATUS/ { match($0, /JobId=[^ ]+/); id = substr($0, RSTART + 6, RLENGTH - 6)
+      if (id in alloc) { d = ms($1) - alloc[id]; if (d < 0) d += 86400000; print d } }' |
+    sort -n | awk '{ v[NR] = $1; sum += $1 } END { if (NR == 0) print "-"; else printf "%d,%.0f", v[int((NR + 1) / 2)], sum / NR }'
+}
 load() { cut -d' ' -f1-3 /proc/loadavg | tr ' ' ','; }
+MARK=0
 record() { # what k start status load
   local wall per
   wall=$(awk -v a="$(now)" -v b="$3" 'BEGIN { print a - b }')
   per=$(awk -v w="$wall" -v k="$2" 'BEGIN { print w * 1000 / k }')
-  printf '%s\t%s\t%.2f\t%.1f\t%s\t%s\n' "$1" "$2" "$wall" "$per" "$4" "$5" | tee -a "$RAW"
+  printf '%s\t%s\t%.2f\t%.1f\t%s\t%s\t%s\n' "$1" "$2" "$wall" "$per" "$4" "$5" "$(hold_ms "$MARK")" | tee -a "$RAW"
 }
 # Waits until none of the given jobs is in the queue (one squeue a second).
 wait_jobs() {
@@ -51,6 +68,7 @@ scalepipe_run() { # what k args...
   fresh "$dir"
   pipeline "$k" >"$dir/bench.toml"
   l=$(load)
+  MARK=$(log_mark)
   start=$(now)
   (cd "$dir" && timeout "$TIMEOUT" "$BIN" run bench.toml "$@" >/dev/null 2>"$dir/stderr.txt")
   status=$?
@@ -63,6 +81,7 @@ sbatch_array() { # k
   fresh "$dir/out"
   printf '#!/bin/sh\necho $SLURM_ARRAY_TASK_ID > %s/out/$SLURM_ARRAY_TASK_ID.txt\n' "$dir" >"$dir/job.sh"
   l=$(load)
+  MARK=$(log_mark)
   start=$(now)
   id=$(sbatch --parsable --array=0-$((k - 1)) --output=/dev/null --chdir="$dir" "$dir/job.sh")
   wait_jobs "$id"
@@ -74,6 +93,7 @@ sbatch_single() { # k
   local k=$1 dir=$WORK/sbatch-single-$1 start ids l i
   fresh "$dir/out"
   l=$(load)
+  MARK=$(log_mark)
   start=$(now)
   ids=""
   for i in $(seq 0 $((k - 1))); do
@@ -97,6 +117,7 @@ rule job:
     shell: "echo {wildcards.i} > {output}"
 SNAKE
   l=$(load)
+  MARK=$(log_mark)
   start=$(now)
   # No accounting here: the plugin's status command must be squeue (its
   # default, sacct, fails without slurmdbd).
