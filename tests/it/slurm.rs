@@ -491,6 +491,103 @@ fn a_running_training_shows_its_progress_lines_as_locally() {
     );
 }
 
+/// A worker SIGKILLed while its stage is writing (as a node crash or an
+/// out-of-memory kill would) leaves at most a temporary directory: nothing in
+/// the store or the results, and the next run commits a complete entry and
+/// leaves `tmp/` empty.
+#[test]
+fn a_worker_killed_mid_write_leaves_only_a_temporary_directory_the_next_run_removes() {
+    fn error_of(ws: &Workspace) -> String {
+        records(&run_json(ws, "killed"))["writer"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+    cluster();
+    let ws = Workspace::new();
+    let marker = ws.join("second-attempt");
+    ws.write(
+        "p.toml",
+        &format!(
+            r#"
+[pipeline]
+name = "killed"
+
+[executor.slurm]
+poll = "200ms"
+
+[stages.writer]
+kind = "command"
+cmd = "echo partial > out.txt; if [ -e {marker} ]; then echo done > out.txt; else sleep 300; fi"
+"#,
+            marker = marker.display()
+        ),
+    );
+    let tmp_entries = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(ws.join(".scalepipe/tmp"))
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default()
+    };
+    let mut child = ws.spawn(&["run", "p.toml", "--executor", "slurm", "--keep-going"]);
+    let job = wait_running("killed.writer", &mut child);
+    // Wait until the stage has written its partial file in the worker's tmp/.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !tmp_entries().iter().any(|d| {
+        walkdir::WalkDir::new(d)
+            .into_iter()
+            .filter_map(Result::ok)
+            .any(|e| e.file_name() == "out.txt")
+    }) {
+        assert!(Instant::now() < deadline, "no partial out.txt in tmp/");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SIGKILL the worker itself, as a node crash or the OOM killer would: it
+    // gets no chance to clean up; Slurm then ends the rest of the job.
+    let status = Command::new("pkill")
+        .args([
+            "-KILL",
+            "-f",
+            &format!("worker {}", ws.join(".scalepipe/slurm").display()),
+        ])
+        .status()
+        .expect("pkill");
+    assert!(status.success(), "no worker process of job {job} found");
+    let out = child.wait_with_output().expect("scalepipe ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        records(&run_json(&ws, "killed"))["writer"]["status"],
+        "failed"
+    );
+    assert!(
+        ws.entries().is_empty(),
+        "a killed worker committed something"
+    );
+    assert!(!error_of(&ws).is_empty(), "{stderr}");
+    assert!(
+        !tmp_entries().is_empty(),
+        "the killed worker left no temporary directory: was it killed mid-write?"
+    );
+    assert!(
+        !ws.join("results/killed/writer").exists(),
+        "a partial output was published"
+    );
+
+    std::fs::write(&marker, "").unwrap();
+    let again = ws
+        .run(&["run", "p.toml", "--executor", "slurm", "--json"])
+        .success()
+        .json();
+    assert_eq!(ids(&again, "executed"), ["writer"]);
+    assert_eq!(ws.read("results/killed/writer/out.txt"), "done\n");
+    assert!(
+        tmp_entries().is_empty(),
+        "left in tmp/: {:?}",
+        tmp_entries()
+    );
+    ws.run(&["verify"]).success();
+}
+
 /// Two workers executing one spec at once (as two jobs of one fingerprint on
 /// two nodes would): one commits, the other uses its entry; nothing is lost.
 #[test]
