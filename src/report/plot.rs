@@ -641,6 +641,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn drawing_a_large_chart_stops_soon_after_stop_turns_true() {
+        use std::time::{Duration, Instant};
+        let dir = tempfile::tempdir().unwrap();
+        let mut chart = Chart::new("many", "x", "y");
+        let pts: Vec<(f64, f64)> = (0..300_000)
+            .map(|i| (1.0 + i as f64, 2.0 + (i % 97) as f64 / 97.0))
+            .collect();
+        chart
+            .series
+            .push(Series::points(None, categorical(0), Shape::Cross, pts));
+        let clock = Instant::now();
+        write(&chart, dir.path(), "full", &|| false).unwrap();
+        let full = clock.elapsed();
+        // Stop 20 ms in: the drawing must end within a few batches of points,
+        // not at the end of the chart.
+        let clock = Instant::now();
+        let stop = || clock.elapsed() > Duration::from_millis(20);
+        let err = write(&chart, dir.path(), "stopped", &stop).unwrap_err();
+        let stopped = clock.elapsed();
+        assert!(matches!(err, PlotError::Interrupted(_)), "{err}");
+        assert!(
+            stopped < full / 3,
+            "stopped after {stopped:?}; the whole chart takes {full:?}"
+        );
+        assert!(!dir.path().join("stopped.png").exists());
+    }
+
+    #[test]
     fn ticks_cover_narrow_and_wide_ranges() {
         // Several decades: powers of ten only.
         assert_eq!(log_ticks(50.0, 2e6), vec![100.0, 1e3, 1e4, 1e5, 1e6]);
