@@ -526,6 +526,21 @@ fn a_running_stage_keeps_its_claims_heartbeat() {
         .elapsed()
         .unwrap_or_default();
     assert!(age < Duration::from_secs(6), "no heartbeat: {age:?} old");
+    // The holder and the stage's group are recorded with their start times.
+    let text = std::fs::read_to_string(&claim).unwrap();
+    for key in ["pid", "pgid"] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("no {key} line in {text:?}"));
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let pid: u32 = fields[1].parse().unwrap();
+        assert_eq!(
+            fields.get(2).map(|s| s.parse::<u64>().unwrap()),
+            process::start_time(pid),
+            "{line}"
+        );
+    }
     let (code, _) = wait_within(child, Duration::from_secs(30));
     assert_eq!(code, Some(0));
 }
