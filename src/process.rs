@@ -4,6 +4,12 @@
 //! A `command` stage runs in its own process group, so one signal reaches
 //! everything it started (`sleep 30 | cat`, `sh -c 'sleep 30 &'`), not only the
 //! shell. Ending a group sends SIGTERM, gives it a grace period, then SIGKILL.
+//!
+//! A pid is only a number the kernel hands out again once its process is gone,
+//! so a process recorded for later (a claim's holder, a stage's group leader)
+//! is recorded with its start time ([`start_time`]); a live process with that
+//! pid but another start time is somebody else, never mistaken for the holder
+//! nor killed.
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +39,44 @@ pub fn alive(pid: u32) -> bool {
             kill(Pid::from_raw(raw), None).is_ok()
         }
         Err(_) => false,
+    }
+}
+
+/// When process `pid` started, in clock ticks after boot (`/proc/<pid>/stat`
+/// field 22); `None` if it is gone (or a zombie) or there is no procfs.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After `(comm)`: field 3 (state) is the first, so field 22 is the 20th.
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
+/// Whether `pid` is alive and is the process that started at `start` (when
+/// the start time was recorded and can be read here).
+pub fn is_running(pid: u32, start: Option<u64>) -> bool {
+    if !alive(pid) {
+        return false;
+    }
+    match (start, start_time(pid)) {
+        (Some(recorded), Some(now)) => recorded == now,
+        _ => true,
+    }
+}
+
+/// Whether group `pgid` can still be the group whose leader started at
+/// `leader_start`: false when a live process holds the number `pgid` with
+/// another start time. The kernel keeps a pid allocated while a group of that
+/// number has members, so while its leader's pid is unused, the members left in
+/// the group are the leader's (unless a new leader of the number has itself
+/// exited since, which these checks cannot see).
+pub fn group_is_ours(pgid: u32, leader_start: Option<u64>) -> bool {
+    match (leader_start, start_time(pgid)) {
+        (Some(recorded), Some(now)) => recorded == now,
+        _ => true,
     }
 }
 
@@ -80,10 +124,11 @@ pub fn signal_group(pgid: u32, signal: Signal) -> bool {
 }
 
 /// Ends a group that nobody will reap here (its leader's parent is gone):
-/// SIGTERM, up to `grace` for it to empty, then SIGKILL. Returns whether any
-/// process was signalled.
-pub fn end_orphaned_group(pgid: u32, grace: Duration) -> bool {
-    if !signal_group(pgid, Signal::SIGTERM) {
+/// SIGTERM, up to `grace` for it to empty, then SIGKILL. A group whose number
+/// now belongs to another process ([`group_is_ours`]) is left alone. Returns
+/// whether any process was signalled.
+pub fn end_orphaned_group(pgid: u32, leader_start: Option<u64>, grace: Duration) -> bool {
+    if !group_is_ours(pgid, leader_start) || !signal_group(pgid, Signal::SIGTERM) {
         return false;
     }
     let deadline = Instant::now() + grace;
@@ -114,6 +159,40 @@ mod tests {
         child.wait().unwrap();
         assert!(!alive(pid));
         assert!(!alive(0));
+    }
+
+    #[test]
+    fn a_start_time_tells_a_process_from_a_later_one_with_its_pid() {
+        let me = std::process::id();
+        let start = start_time(me).expect("procfs");
+        assert!(is_running(me, Some(start)));
+        assert!(is_running(me, None), "no recorded start: the pid decides");
+        assert!(
+            !is_running(me, Some(start + 1)),
+            "another start: another process"
+        );
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert_eq!(start_time(pid), None);
+        assert!(!is_running(pid, None));
+    }
+
+    #[test]
+    fn a_group_number_reused_by_another_leader_is_not_ended() {
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = child.id();
+        let start = start_time(pgid).unwrap();
+        // Recorded with another start time: the number is somebody else's now.
+        assert!(!end_orphaned_group(pgid, Some(start + 1), GRACE));
+        assert!(group_exists(pgid), "a stranger's group was signalled");
+        assert!(end_orphaned_group(pgid, Some(start), GRACE));
+        child.wait().unwrap();
     }
 
     #[test]

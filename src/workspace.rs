@@ -317,13 +317,14 @@ impl Workspace {
         };
         let record_path = view.dir().join("run.json");
         std::fs::create_dir_all(view.dir())
+            .map_err(|e| durable::at(view.dir(), e))
             .and_then(|_| {
                 durable::write_atomic(
                     &record_path,
                     &serde_json::to_vec(&record).map_err(std::io::Error::other)?,
                 )
             })
-            .map_err(|e| Error::io(format!("cannot write {}", record_path.display()), e))?;
+            .map_err(|e| Error::io("cannot write the run record", e))?;
         Ok(RunReport {
             record,
             record_path,

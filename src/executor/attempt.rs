@@ -69,10 +69,9 @@ impl Attempt<'_> {
             }
         };
         let claim = Mutex::new(claim);
-        let record_group = |pgid: u32| {
-            if let Ok(mut claim) = claim.lock() {
-                let _ = claim.record_group(pgid);
-            }
+        let record_group = |pgid: u32| match claim.lock() {
+            Ok(mut claim) => claim.record_group(pgid),
+            Err(_) => Err(std::io::Error::other("the claim's lock is poisoned")),
         };
         let started = unix_now();
         let clock = Instant::now();
@@ -155,7 +154,7 @@ impl Attempt<'_> {
                         }
                         Err(e) => Outcome::Failed {
                             message: format!("cannot commit the store entry: {e}"),
-                            log: store.root().to_path_buf(),
+                            log: store.failed_dir(self.fingerprint).join("log.txt"),
                         },
                     },
                     Err(e) => Outcome::Failed {

@@ -2,28 +2,44 @@
 //! executing that fingerprint, so no two executions of one fingerprint overlap.
 //!
 //! A claim is a file created with `create_new` (only one creator wins) holding
-//! the holder's pid, host and the process groups it started:
+//! the holder's pid, host and the process groups it started, each pid with its
+//! process's start time (`/proc/<pid>/stat` field 22), so a pid the kernel has
+//! handed to another process since is not mistaken for them:
 //!
 //! ```text
-//! pid 4242
+//! pid 4242 81234567
 //! host node-7
-//! pgid 4250
+//! pgid 4250 81234590
 //! ```
 //!
 //! A run takes the claim before it executes an instance and removes it when the
-//! instance ends. A claim whose holder is gone (its pid is not alive on this
-//! host) is stale: its process groups are ended (a SIGKILLed engine cannot end
-//! them itself) and it is taken over. Runs on one workspace also hold the
-//! workspace lock, so claims contend between instances of one run that share a
-//! fingerprint, and between a run and the leftovers of a killed one; they are
-//! also what executors without that lock (workers on a shared filesystem) need.
-//! A claim from another host is never taken over, as its pid cannot be checked here.
+//! instance ends. A claim whose holder is gone is stale: its process groups are
+//! ended (a SIGKILLed engine cannot end them itself) and it is taken over.
+//! Runs on one workspace also hold the workspace lock, so claims contend
+//! between instances of one run that share a fingerprint, and between a run and
+//! the leftovers of a killed one; they are also what executors without that
+//! lock (Slurm workers on a shared filesystem) need.
+//!
+//! Whether a holder is gone: on this host, its pid is not running with the
+//! recorded start time. On another host the pid cannot be checked, so a holder
+//! keeps a heartbeat instead: while it holds claims, one thread of the process
+//! sets their modification time to the file system's "now" every
+//! [`HEARTBEAT`]; a claim from another host whose modification time is more
+//! than [`FOREIGN_STALE_AFTER`] old (measured on the file system's clock, not
+//! this host's) is taken over, without ending its process groups, which live
+//! on that host.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Mutex, Once};
+use std::time::{Duration, SystemTime};
+
+use nix::sys::stat::futimens;
+use nix::sys::time::TimeSpec;
 
 use crate::process;
 
@@ -33,8 +49,47 @@ const POLL: Duration = Duration::from_millis(20);
 /// Age after which a claim file that does not parse is taken over.
 const UNREADABLE_AFTER: Duration = Duration::from_secs(10);
 
+/// How often a holder refreshes the modification time of the claims it holds.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// Age of its last heartbeat after which a claim from another host is taken
+/// over: twelve missed heartbeats, far beyond a busy file server's delays.
+pub const FOREIGN_STALE_AFTER: Duration = Duration::from_secs(60);
+
 /// Numbers the scratch files of claims being created.
 static SCRATCH: AtomicU64 = AtomicU64::new(0);
+
+/// The claims this process holds, by number, whose heartbeat one thread keeps.
+static BEATING: Mutex<BTreeMap<u64, File>> = Mutex::new(BTreeMap::new());
+static HEARTBEAT_THREAD: Once = Once::new();
+
+/// Sets a file's modification time to the file system's "now" (`UTIME_NOW`:
+/// on a network file system the server's clock, the one every host reads).
+fn touch(file: &File) -> io::Result<()> {
+    futimens(file, &TimeSpec::UTIME_OMIT, &TimeSpec::UTIME_NOW).map_err(io::Error::from)
+}
+
+/// Adds a claim to the heartbeat (starting its thread once per process).
+fn beat(n: u64, file: File) {
+    if let Ok(mut beating) = BEATING.lock() {
+        beating.insert(n, file);
+    }
+    HEARTBEAT_THREAD.call_once(|| {
+        let started = std::thread::Builder::new()
+            .name("claim-heartbeat".into())
+            .spawn(|| loop {
+                std::thread::sleep(HEARTBEAT);
+                if let Ok(beating) = BEATING.lock() {
+                    for file in beating.values() {
+                        let _ = touch(file);
+                    }
+                }
+            });
+        // Without the thread, claims age: hosts that share the store may take
+        // them over after a minute, and their commits race (one entry wins).
+        drop(started);
+    });
+}
 
 /// The claims directory of a store.
 #[derive(Debug, Clone)]
@@ -47,24 +102,55 @@ pub struct Claims {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Holder {
     pub pid: u32,
+    /// The holder's start time, when recorded (see [`process::start_time`]).
+    pub start: Option<u64>,
     pub host: String,
     /// Process groups the holder started for this fingerprint.
-    pub groups: Vec<u32>,
+    pub groups: Vec<Group>,
+}
+
+/// A process group a holder started: its id (its leader's pid) and its
+/// leader's start time, when recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Group {
+    pub pgid: u32,
+    pub start: Option<u64>,
 }
 
 impl Holder {
     /// Reads a claim file's text; `None` if it is not one (e.g. still being written).
     pub fn parse(text: &str) -> Option<Holder> {
+        // `<pid>` or `<pid> <start time>`.
+        fn pid_start(value: &str) -> Option<(u32, Option<u64>)> {
+            let mut parts = value.split_whitespace();
+            let pid = parts.next()?.parse().ok()?;
+            let start = match parts.next() {
+                Some(start) => Some(start.parse().ok()?),
+                None => None,
+            };
+            Some((pid, start))
+        }
         let mut holder = Holder::default();
         for line in text.lines() {
             match line.split_once(' ') {
-                Some(("pid", v)) => holder.pid = v.trim().parse().ok()?,
+                Some(("pid", v)) => (holder.pid, holder.start) = pid_start(v)?,
                 Some(("host", v)) => holder.host = v.trim().to_string(),
-                Some(("pgid", v)) => holder.groups.push(v.trim().parse().ok()?),
+                Some(("pgid", v)) => {
+                    let (pgid, start) = pid_start(v)?;
+                    holder.groups.push(Group { pgid, start });
+                }
                 _ => {}
             }
         }
         (holder.pid != 0 && !holder.host.is_empty()).then_some(holder)
+    }
+}
+
+/// `<pid>` followed by its start time when it can be read.
+fn pid_text(pid: u32) -> String {
+    match process::start_time(pid) {
+        Some(start) => format!("{pid} {start}"),
+        None => pid.to_string(),
     }
 }
 
@@ -73,20 +159,34 @@ impl Holder {
 pub struct Claim {
     path: PathBuf,
     file: File,
+    /// Its number in the heartbeat.
+    beat: u64,
 }
 
 impl Claim {
-    /// Records a process group started for this fingerprint, so that a later run
-    /// can end it if this process dies first.
+    /// Records a process group started for this fingerprint (with its leader's
+    /// start time), durably, so that a later run can end it if this process
+    /// dies first.
     pub fn record_group(&mut self, pgid: u32) -> io::Result<()> {
-        writeln!(self.file, "pgid {pgid}")?;
+        writeln!(self.file, "pgid {}", pid_text(pgid))?;
         self.file.sync_data()
     }
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        if let Ok(mut beating) = BEATING.lock() {
+            beating.remove(&self.beat);
+        }
+        // Only if the name still holds this claim: a claim another host took
+        // over (this process looked gone to it) is the new holder's.
+        let ours = match (self.file.metadata(), fs::metadata(&self.path)) {
+            (Ok(mine), Ok(there)) => mine.ino() == there.ino() && mine.dev() == there.dev(),
+            _ => false,
+        };
+        if ours {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -118,9 +218,39 @@ impl Claims {
         self.dir.join(fingerprint)
     }
 
-    /// Whether a holder can no longer act: it ran on this host and its pid is gone.
-    fn is_stale(&self, holder: &Holder) -> bool {
-        holder.host == self.host && !process::alive(holder.pid)
+    /// Whether a holder can no longer act: on this host, its process is not
+    /// running (or its pid is another process's now); on another host, its
+    /// claim at `path` missed its heartbeats for [`FOREIGN_STALE_AFTER`].
+    fn is_stale(&self, holder: &Holder, path: &Path) -> bool {
+        if holder.host == self.host {
+            !process::is_running(holder.pid, holder.start)
+        } else {
+            self.age(path).is_some_and(|age| age > FOREIGN_STALE_AFTER)
+        }
+    }
+
+    /// How long ago a file was last modified, on the file system's clock
+    /// (another host's heartbeat is stamped with it), else on this host's.
+    fn age(&self, path: &Path) -> Option<Duration> {
+        let modified = fs::metadata(path).ok()?.modified().ok()?;
+        let now = self.fs_now().unwrap_or_else(SystemTime::now);
+        Some(now.duration_since(modified).unwrap_or_default())
+    }
+
+    /// The file system's "now": the modification time of a scratch file
+    /// touched for the purpose.
+    fn fs_now(&self) -> Option<SystemTime> {
+        let n = SCRATCH.fetch_add(1, Ordering::Relaxed);
+        let path = self
+            .dir
+            .join(format!(".clock.{}.{n}.{}", std::process::id(), self.host));
+        let file = File::create(&path).ok();
+        let now = file
+            .as_ref()
+            .and_then(|f| touch(f).ok().and_then(|()| f.metadata().ok()))
+            .and_then(|m| m.modified().ok());
+        let _ = fs::remove_file(&path);
+        now
     }
 
     /// Takes the claim on `fingerprint`, waiting while a live process holds it
@@ -132,7 +262,15 @@ impl Claims {
         loop {
             if self.create(&path)? {
                 let file = File::options().append(true).open(&path)?;
-                let claim = Claim { path, file };
+                let n = SCRATCH.fetch_add(1, Ordering::Relaxed);
+                if let Ok(clone) = file.try_clone() {
+                    beat(n, clone);
+                }
+                let claim = Claim {
+                    path,
+                    file,
+                    beat: n,
+                };
                 return Ok(if waited {
                     Taken::AfterWaiting(claim)
                 } else {
@@ -157,9 +295,16 @@ impl Claims {
     /// process is killed in between. Returns whether the claim was created.
     fn create(&self, path: &Path) -> io::Result<bool> {
         let n = SCRATCH.fetch_add(1, Ordering::Relaxed);
-        let scratch = self.dir.join(format!(".new.{}.{n}", std::process::id()));
+        let scratch = self
+            .dir
+            .join(format!(".new.{}.{n}.{}", std::process::id(), self.host));
         let mut file = File::create(&scratch)?;
-        writeln!(file, "pid {}\nhost {}", std::process::id(), self.host)?;
+        writeln!(
+            file,
+            "pid {}\nhost {}",
+            pid_text(std::process::id()),
+            self.host
+        )?;
         file.sync_data()?;
         drop(file);
         let linked = fs::hard_link(&scratch, path);
@@ -177,7 +322,7 @@ impl Claims {
     fn stale_holder(&self, path: &Path) -> Option<Holder> {
         let text = fs::read_to_string(path).ok()?;
         match Holder::parse(&text) {
-            Some(holder) => self.is_stale(&holder).then_some(holder),
+            Some(holder) => self.is_stale(&holder, path).then_some(holder),
             None => {
                 let age = fs::metadata(path).ok()?.modified().ok()?.elapsed().ok()?;
                 (age > UNREADABLE_AFTER).then(Holder::default)
@@ -185,11 +330,14 @@ impl Claims {
         }
     }
 
-    /// Ends a stale holder's process groups and removes its claim. The claim is
-    /// renamed away first, so of two processes taking it over one removes it.
+    /// Ends a stale holder's process groups (on this host; another host's are
+    /// out of reach) and removes its claim. The claim is renamed away first, so
+    /// of two processes taking it over one removes it.
     fn take_over(&self, fingerprint: &str, holder: &Holder) {
-        for &pgid in &holder.groups {
-            process::end_orphaned_group(pgid, process::GRACE);
+        if holder.host == self.host {
+            for group in &holder.groups {
+                process::end_orphaned_group(group.pgid, group.start, process::GRACE);
+            }
         }
         let doomed = self
             .dir
@@ -214,12 +362,21 @@ impl Claims {
                 let _ = fs::remove_file(entry.path());
                 continue;
             }
-            if let Some(pid) = name
+            if let Some(rest) = name
                 .strip_prefix(".new.")
-                .and_then(|rest| rest.split('.').next())
+                .or_else(|| name.strip_prefix(".clock."))
             {
-                // Scratch text of a claim its creator did not finish.
-                if pid.parse().is_ok_and(|pid| !process::alive(pid)) {
+                // Scratch of a creator that did not finish: `<pid>.<n>.<host>`
+                // (`<pid>.<n>` before hosts were named), removable when its
+                // pid is gone on this host.
+                let mut parts = rest.splitn(3, '.');
+                let (pid, host) = (parts.next(), parts.nth(1));
+                let here = host.is_none_or(|host| host == self.host);
+                if here
+                    && pid
+                        .and_then(|p| p.parse().ok())
+                        .is_some_and(|p| !process::alive(p))
+                {
                     let _ = fs::remove_file(entry.path());
                 }
                 continue;
@@ -239,11 +396,24 @@ mod tests {
 
     #[test]
     fn a_claim_file_round_trips_its_holder() {
-        let text = "pid 42\nhost h\npgid 43\npgid 44\n";
+        let text = "pid 42 1000\nhost h\npgid 43 1001\npgid 44\n";
         let holder = Holder::parse(text).unwrap();
-        assert_eq!(holder.pid, 42);
+        assert_eq!((holder.pid, holder.start), (42, Some(1000)));
         assert_eq!(holder.host, "h");
-        assert_eq!(holder.groups, vec![43, 44]);
+        assert_eq!(
+            holder.groups,
+            vec![
+                Group {
+                    pgid: 43,
+                    start: Some(1001)
+                },
+                Group {
+                    pgid: 44,
+                    start: None
+                }
+            ]
+        );
+        assert_eq!(Holder::parse("pid 42 x\nhost h\n"), None);
         assert_eq!(Holder::parse("pid 42\n"), None, "no host: not complete");
         assert_eq!(Holder::parse(""), None);
     }
@@ -300,16 +470,82 @@ mod tests {
             .unwrap();
         let taken = claims.take("fp3", || true).unwrap();
         assert!(matches!(taken, Taken::Claimed(_)), "{taken:?}");
-        // One from another host is not (its pid means nothing here).
-        fs::write(
-            claims.dir().join("fp2"),
-            format!("pid {dead}\nhost elsewhere\n"),
-        )
-        .unwrap();
+        // One from another host is not while its heartbeat is fresh (its pid
+        // means nothing here)...
+        let foreign = claims.dir().join("fp2");
+        fs::write(&foreign, format!("pid {dead}\nhost elsewhere\n")).unwrap();
         assert!(claims.reap_stale().is_empty());
         assert!(matches!(
             claims.take("fp2", || true).unwrap(),
             Taken::Stopped
         ));
+        // ...but is once its heartbeat is older than the limit.
+        let late = SystemTime::now() - FOREIGN_STALE_AFTER - Duration::from_secs(5);
+        File::options()
+            .write(true)
+            .open(&foreign)
+            .unwrap()
+            .set_modified(late)
+            .unwrap();
+        let taken = claims.take("fp2", || true).unwrap();
+        assert!(matches!(taken, Taken::Claimed(_)), "{taken:?}");
+    }
+
+    #[test]
+    fn a_live_pid_with_another_start_time_is_not_the_holder() {
+        let root = tempfile::tempdir().unwrap();
+        let claims = Claims::new(root.path());
+        fs::create_dir_all(claims.dir()).unwrap();
+        let me = std::process::id();
+        let start = process::start_time(me).unwrap();
+        let host = process::hostname();
+        // This process, recorded with its own start time: a live holder.
+        fs::write(
+            claims.dir().join("a"),
+            format!("pid {me} {start}\nhost {host}\n"),
+        )
+        .unwrap();
+        assert!(matches!(claims.take("a", || true).unwrap(), Taken::Stopped));
+        // The same pid with another start time: a holder that is gone.
+        fs::write(
+            claims.dir().join("b"),
+            format!("pid {me} {}\nhost {host}\n", start + 1),
+        )
+        .unwrap();
+        assert!(matches!(
+            claims.take("b", || true).unwrap(),
+            Taken::Claimed(_)
+        ));
+    }
+
+    #[test]
+    fn a_held_claim_gets_a_heartbeat_and_a_taken_over_one_is_not_removed_by_its_old_holder() {
+        let root = tempfile::tempdir().unwrap();
+        let claims = Claims::new(root.path());
+        let Taken::Claimed(claim) = claims.take("fp", || false).unwrap() else {
+            panic!("claimed at once");
+        };
+        let path = claims.dir().join("fp");
+        let old = SystemTime::now() - Duration::from_secs(600);
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        std::thread::sleep(HEARTBEAT + Duration::from_secs(1));
+        let age = claims.age(&path).unwrap();
+        assert!(
+            age < HEARTBEAT + Duration::from_secs(1),
+            "no heartbeat: {age:?}"
+        );
+        // Another host took it over and holds it now.
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, "pid 1\nhost elsewhere\n").unwrap();
+        drop(claim);
+        assert!(
+            path.exists(),
+            "the old holder removed the new holder's claim"
+        );
     }
 }

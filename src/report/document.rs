@@ -86,8 +86,21 @@ fn opt(v: Option<f64>, fmt: fn(f64) -> String) -> String {
     v.map(fmt).unwrap_or_else(|| "n/a".into())
 }
 
-/// Builds the document.
-pub fn build(g: &Gathered, header: &Header, figures: &[(Figure, String)]) -> Doc {
+/// Builds the document, polling `stop` per fit and design section and every
+/// few thousand rows of the runs table.
+pub fn build(
+    g: &Gathered,
+    header: &Header,
+    figures: &[(Figure, String)],
+    stop: super::Stop,
+) -> Result<Doc, super::Interrupted> {
+    let check = || {
+        if stop() {
+            Err(super::Interrupted)
+        } else {
+            Ok(())
+        }
+    };
     let mut doc = Doc {
         title: header.title.clone(),
         blocks: Vec::new(),
@@ -134,8 +147,12 @@ pub fn build(g: &Gathered, header: &Header, figures: &[(Figure, String)]) -> Doc
     let rows = g
         .runs
         .iter()
-        .map(|r| {
-            vec![
+        .enumerate()
+        .map(|(i, r)| -> Result<Vec<String>, super::Interrupted> {
+            if i % 4096 == 0 {
+                check()?;
+            }
+            Ok(vec![
                 format!("`{}`", r.id),
                 opt(r.n, sci),
                 opt(r.d, sci),
@@ -144,9 +161,9 @@ pub fn build(g: &Gathered, header: &Header, figures: &[(Figure, String)]) -> Doc
                 opt(r.train_loss, sig4),
                 r.status.clone(),
                 opt(r.time_s, duration),
-            ]
+            ])
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     doc.table(
         &[
             "run",
@@ -166,9 +183,11 @@ pub fn build(g: &Gathered, header: &Header, figures: &[(Figure, String)]) -> Doc
     }
 
     for fit in &g.fits {
+        check()?;
         fit_section(&mut doc, fit, header);
     }
     for design in &g.designs {
+        check()?;
         design_section(&mut doc, design, g.true_law.as_ref());
     }
 
@@ -215,7 +234,7 @@ pub fn build(g: &Gathered, header: &Header, figures: &[(Figure, String)]) -> Doc
         code.push_str(&plan);
     }
     doc.blocks.push(Block::Code(code));
-    doc
+    Ok(doc)
 }
 
 /// What the train runs cost, against the same runs each trained from scratch

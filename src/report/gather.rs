@@ -33,6 +33,8 @@ pub enum GatherError {
     Curve(#[from] CurveError),
     #[error(transparent)]
     Dataset(#[from] crate::data::DataError),
+    #[error(transparent)]
+    Interrupted(#[from] super::Interrupted),
     #[error("the report has nothing to show: its inputs hold no fit.json and no metrics.json (list the fit and eval/train stages in `inputs`)")]
     Nothing,
 }
@@ -137,8 +139,8 @@ pub struct Gathered {
     pub compute: Compute,
 }
 
-/// Reads every input.
-pub fn gather(inputs: Vec<InputInfo>) -> Result<Gathered, GatherError> {
+/// Reads every input, polling `stop` before each.
+pub fn gather(inputs: Vec<InputInfo>, stop: super::Stop) -> Result<Gathered, GatherError> {
     let mut evals = Vec::new();
     let mut trains = Vec::new();
     let mut curves = Vec::new();
@@ -151,6 +153,9 @@ pub fn gather(inputs: Vec<InputInfo>) -> Result<Gathered, GatherError> {
     let mut compute = Compute::default();
 
     for input in &inputs {
+        if stop() {
+            return Err(super::Interrupted.into());
+        }
         let dir = &input.dir;
         if dir.join(fit_json::FILE).is_file() {
             let doc = fit_json::read(dir)?;

@@ -21,3 +21,12 @@ pub mod plot;
 
 pub use document::{Doc, Header};
 pub use gather::{gather, GatherError, Gathered};
+
+/// Polled inside long work (per input read, per series and per batch of
+/// points drawn, per fit section): `true` once the run is interrupted.
+pub type Stop<'a> = &'a (dyn Fn() -> bool + Sync);
+
+/// The report stopped early because [`Stop`] said so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the report was interrupted")]
+pub struct Interrupted;

@@ -350,10 +350,11 @@ fn linear_ticks(lo: f64, hi: f64) -> Vec<f64> {
 
 /// Why a chart could not be drawn or written.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct PlotError {
-    pub path: String,
-    pub message: String,
+pub enum PlotError {
+    #[error("{path}: {message}")]
+    Failed { path: String, message: String },
+    #[error(transparent)]
+    Interrupted(#[from] super::Interrupted),
 }
 
 /// Registers the embedded font once per process.
@@ -368,29 +369,48 @@ fn register_fonts() {
 }
 
 /// Writes `chart` as `<stem>.svg` and `<stem>.png` in `dir`; returns the SVG text
-/// (for inlining into HTML).
-pub fn write(chart: &Chart, dir: &Path, stem: &str) -> Result<String, PlotError> {
+/// (for inlining into HTML). `stop` is polled between series and between
+/// batches of [`POINTS_PER_POLL`] points: a chart of a million runs takes
+/// seconds to draw.
+pub fn write(
+    chart: &Chart,
+    dir: &Path,
+    stem: &str,
+    stop: super::Stop,
+) -> Result<String, PlotError> {
     register_fonts();
     let svg_path = dir.join(format!("{stem}.svg"));
     let png_path = dir.join(format!("{stem}.png"));
-    let fail = |path: &Path, e: &dyn std::fmt::Display| PlotError {
+    let fail = |path: &Path, e: &dyn std::fmt::Display| PlotError::Failed {
         path: path.display().to_string(),
         message: e.to_string(),
+    };
+    let interrupted = || {
+        if stop() {
+            Err(PlotError::Interrupted(super::Interrupted))
+        } else {
+            Ok(())
+        }
     };
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        draw(chart, &root).map_err(|e| fail(&svg_path, &e))?;
+        draw(chart, &root, stop).map_err(|e| fail(&svg_path, &e))?;
+        interrupted()?;
         root.present().map_err(|e| fail(&svg_path, &e))?;
     }
     std::fs::write(&svg_path, &svg).map_err(|e| fail(&svg_path, &e))?;
     {
         let root = BitMapBackend::new(&png_path, SIZE).into_drawing_area();
-        draw(chart, &root).map_err(|e| fail(&png_path, &e))?;
+        draw(chart, &root, stop).map_err(|e| fail(&png_path, &e))?;
+        interrupted()?;
         root.present().map_err(|e| fail(&png_path, &e))?;
     }
     Ok(svg)
 }
+
+/// How many points are drawn between two polls of the stop flag.
+pub const POINTS_PER_POLL: usize = 4096;
 
 type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
@@ -399,7 +419,12 @@ const LEGEND_CHAR_PX: u32 = 8;
 const LEGEND_ROW_PX: i32 = 22;
 
 /// Draws `chart` on `root`: the plot on the left, the legend panel on the right.
-fn draw<DB: DrawingBackend>(chart: &Chart, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+/// Returns early, with the drawing unfinished, once `stop` says so.
+fn draw<DB: DrawingBackend>(
+    chart: &Chart,
+    root: &DrawingArea<DB, Shift>,
+    stop: super::Stop,
+) -> DrawResult<DB> {
     root.fill(&WHITE)?;
     let (w, h) = root.dim_in_pixel();
     let legend = chart.legend();
@@ -440,11 +465,19 @@ fn draw<DB: DrawingBackend>(chart: &Chart, root: &DrawingArea<DB, Shift>) -> Dra
         .draw()?;
 
     for s in &chart.series {
+        if stop() {
+            return Ok(());
+        }
         let pts: Vec<(f64, f64)> = s.points.iter().copied().filter(|p| usable(*p)).collect();
         let style = ShapeStyle::from(&s.colour);
         match s.mark {
             Mark::Points { shape, size } => {
-                draw_points(&mut cc, &pts, shape, size, s.colour)?;
+                for batch in pts.chunks(POINTS_PER_POLL) {
+                    if stop() {
+                        return Ok(());
+                    }
+                    draw_points(&mut cc, batch, shape, size, s.colour)?;
+                }
             }
             Mark::Line { dashed, width } => {
                 // Clip to the x range ourselves: plotters draws outside the plot.
@@ -606,6 +639,34 @@ fn draw_legend<DB: DrawingBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drawing_a_large_chart_stops_soon_after_stop_turns_true() {
+        use std::time::{Duration, Instant};
+        let dir = tempfile::tempdir().unwrap();
+        let mut chart = Chart::new("many", "x", "y");
+        let pts: Vec<(f64, f64)> = (0..300_000)
+            .map(|i| (1.0 + i as f64, 2.0 + (i % 97) as f64 / 97.0))
+            .collect();
+        chart
+            .series
+            .push(Series::points(None, categorical(0), Shape::Cross, pts));
+        let clock = Instant::now();
+        write(&chart, dir.path(), "full", &|| false).unwrap();
+        let full = clock.elapsed();
+        // Stop 20 ms in: the drawing must end within a few batches of points,
+        // not at the end of the chart.
+        let clock = Instant::now();
+        let stop = || clock.elapsed() > Duration::from_millis(20);
+        let err = write(&chart, dir.path(), "stopped", &stop).unwrap_err();
+        let stopped = clock.elapsed();
+        assert!(matches!(err, PlotError::Interrupted(_)), "{err}");
+        assert!(
+            stopped < full / 3,
+            "stopped after {stopped:?}; the whole chart takes {full:?}"
+        );
+        assert!(!dir.path().join("stopped.png").exists());
+    }
 
     #[test]
     fn ticks_cover_narrow_and_wide_ranges() {

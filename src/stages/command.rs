@@ -12,9 +12,17 @@
 //! group (SIGTERM, then SIGKILL after [`process::GRACE`]), and whatever the
 //! command left running in the background when it exited is killed too: nothing
 //! it started may write into an entry after it is committed.
+//!
+//! The group is recorded in the instance's claim before the command starts, so a
+//! run that replaces a SIGKILLed engine can end it: the shell is spawned gated
+//! ([`GATE`]) and blocks on a read of its stdin until the engine, having
+//! recorded the group durably, writes the go-ahead. If the engine dies first,
+//! the pipe's write end closes with it, the read sees end-of-file, and the
+//! shell exits without running anything.
 
 use std::borrow::Cow;
 use std::fs::File;
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -124,6 +132,27 @@ fn scalar_text(value: &toml::Value) -> Option<Cow<'_, str>> {
     }
 }
 
+/// The script the stage's shell runs: wait for the engine's `go` on stdin
+/// (end-of-file: the engine died, run nothing), then become `sh -c "$1"` with
+/// stdin from `/dev/null`. `exec` keeps the pid, so the group the engine
+/// recorded is the command's.
+const GATE: &str =
+    r#"IFS= read -r go && [ "$go" = go ] || exit 125; exec sh -c "$1" sh </dev/null"#;
+
+/// `sh` running `cmd` behind [`GATE`], in a process group of its own, with its
+/// stdin a pipe for the go-ahead.
+fn gated(cmd: &str) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(GATE)
+        .arg("sh")
+        .arg(cmd)
+        .stdin(Stdio::piped())
+        .process_group(0);
+    command
+}
+
 /// Waits for the shell; on Ctrl-C or timeout ends its whole group (SIGTERM, then
 /// SIGKILL after the grace period) and returns [`StageError::Cancelled`].
 fn wait_or_end(
@@ -193,24 +222,33 @@ impl Job for CommandJob {
         let log = File::create(&log_path).map_err(|e| StageError::io(&log_path, e))?;
         let log_err = log.try_clone().map_err(|e| StageError::io(&log_path, e))?;
 
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(&self.cmd)
+        let mut child = gated(&self.cmd)
             .current_dir(out)
             .env("SCALEPIPE_OUT", out)
             .env("SCALEPIPE_INPUTS", &inputs_path)
             .env("SCALEPIPE_ID", ctx.id())
             .envs(param_env(ctx.params()))
             .envs(ctx.engine_env().iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
-            .process_group(0)
             .spawn()
             .map_err(|e| StageError::msg(format!("cannot start `sh -c {}`: {e}", self.cmd)))?;
-        // The shell leads its group: the group id is its pid.
+        // The shell leads its group: the group id is its pid. It waits at the
+        // gate until the group is recorded.
         let group = child.id();
-        ctx.started_group(group);
+        let mut go = child.stdin.take().expect("stdin is piped");
+        if let Err(e) = ctx.started_group(group) {
+            // Unrecorded, it must not run: end-of-file closes the gate.
+            drop(go);
+            process::signal_group(group, Signal::SIGKILL);
+            let _ = child.wait();
+            return Err(StageError::msg(format!(
+                "cannot record the command's process group {group} in its claim: {e}"
+            )));
+        }
+        // A failed write means the shell is gone already; its status says why.
+        let _ = go.write_all(b"go\n");
+        drop(go);
         ctx.log(&format!("$ {}", self.cmd));
 
         let status = wait_or_end(&mut child, group, ctx)?;
@@ -236,5 +274,77 @@ impl Job for CommandJob {
                 }
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Mutex;
+
+    /// Runs `cmd` as a command stage in `dir` with `hook` recording groups.
+    fn run_with_hook(
+        dir: &std::path::Path,
+        cmd: &str,
+        hook: &crate::stages::GroupHook<'_>,
+    ) -> Result<(), StageError> {
+        let out = dir.join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let job = CommandJob {
+            cmd: cmd.into(),
+            deps: Vec::new(),
+            threads: 1,
+        };
+        let params = toml::Table::new();
+        let cancel = AtomicBool::new(false);
+        let progress = |_: u64, _: u64, _: &str| {};
+        let ctx = StageContext::new("c", &out, &[], &params, 1, &cancel, &progress, None)
+            .with_group_hook(hook);
+        job.run(&ctx)
+    }
+
+    #[test]
+    fn the_command_starts_only_after_its_group_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("out/started");
+        let seen = Mutex::new(None);
+        let hook = |pgid: u32| {
+            // A slow disk: the command must still be waiting at the gate.
+            std::thread::sleep(Duration::from_millis(300));
+            *seen.lock().unwrap() = Some((pgid, marker.exists()));
+            Ok(())
+        };
+        run_with_hook(dir.path(), "touch started", &hook).unwrap();
+        let (pgid, started_early) = seen.lock().unwrap().expect("the group was reported");
+        assert!(
+            !started_early,
+            "the command ran before its group {pgid} was recorded"
+        );
+        assert!(marker.exists(), "the command ran after the go-ahead");
+    }
+
+    #[test]
+    fn a_group_that_cannot_be_recorded_never_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let hook = |_: u32| Err(std::io::Error::other("disk full"));
+        let err = run_with_hook(dir.path(), "touch started", &hook).unwrap_err();
+        assert!(err.to_string().contains("cannot record"), "{err}");
+        assert!(!dir.path().join("out/started").exists());
+    }
+
+    #[test]
+    fn the_gate_runs_nothing_when_the_engine_dies_before_the_go_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = gated("touch started")
+            .current_dir(dir.path())
+            .spawn()
+            .unwrap();
+        // What the kernel does when the engine is killed: the pipe's write
+        // end closes without a go-ahead.
+        drop(child.stdin.take());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(125));
+        assert!(!dir.path().join("started").exists());
     }
 }

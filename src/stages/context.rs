@@ -44,6 +44,9 @@ pub type ProgressFn<'a> = dyn Fn(u64, u64, &str) + Send + Sync + 'a;
 /// Warning callback: the message, already written to the stage's log.
 pub type WarnFn<'a> = dyn Fn(&str) + Send + Sync + 'a;
 
+/// Records a process group a stage started; `Ok` once it is on disk.
+pub type GroupHook<'a> = dyn Fn(u32) -> std::io::Result<()> + Sync + 'a;
+
 /// Everything a stage may use while it runs.
 pub struct StageContext<'a> {
     pub(crate) id: &'a str,
@@ -60,7 +63,7 @@ pub struct StageContext<'a> {
     pub(crate) env: Vec<(String, String)>,
     /// Told of every process group a stage starts (the engine records it in the
     /// instance's claim, so a later run can end it if this one is killed).
-    pub(crate) on_group: Option<&'a (dyn Fn(u32) + Sync)>,
+    pub(crate) on_group: Option<&'a GroupHook<'a>>,
     pub(crate) warn: Option<&'a WarnFn<'a>>,
     pub(crate) pipeline_file: Option<&'a Path>,
     pub(crate) prefix_entries: Vec<PrefixEntry>,
@@ -157,7 +160,7 @@ impl<'a> StageContext<'a> {
     }
 
     /// Sets who is told of process groups the stage starts.
-    pub fn with_group_hook(mut self, hook: &'a (dyn Fn(u32) + Sync)) -> Self {
+    pub fn with_group_hook(mut self, hook: &'a GroupHook<'a>) -> Self {
         self.on_group = Some(hook);
         self
     }
@@ -174,10 +177,13 @@ impl<'a> StageContext<'a> {
         &self.env
     }
 
-    /// Reports a process group the stage started.
-    pub fn started_group(&self, pgid: u32) {
-        if let Some(hook) = self.on_group {
-            hook(pgid);
+    /// Reports a process group the stage started; returns once the engine
+    /// has recorded it durably (a stage must not let the group run before:
+    /// if the engine died in between, nothing would know to end it).
+    pub fn started_group(&self, pgid: u32) -> std::io::Result<()> {
+        match self.on_group {
+            Some(hook) => hook(pgid),
+            None => Ok(()),
         }
     }
 

@@ -20,7 +20,7 @@ pub mod report;
 pub mod simulate;
 pub mod train;
 
-pub use context::{InputRef, PrefixEntry, StageContext, ENV_RUN_PID, ENV_WORKSPACE};
+pub use context::{GroupHook, InputRef, PrefixEntry, StageContext, ENV_RUN_PID, ENV_WORKSPACE};
 
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};

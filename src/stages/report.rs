@@ -25,7 +25,8 @@ use crate::data::Task;
 use crate::kinds_doc::ParamDoc;
 use crate::report::figures::{self, Labels};
 use crate::report::gather::{InputInfo, RunSource};
-use crate::report::{document, gather, html, markdown, plot, Header};
+use crate::report::plot::PlotError;
+use crate::report::{document, gather, html, markdown, plot, GatherError, Header};
 
 pub const KIND: Kind = Kind {
     name: "report",
@@ -145,7 +146,13 @@ impl Job for ReportJob {
                 dir: i.dir.clone(),
             })
             .collect();
-        let mut g = gather(inputs).map_err(|e| StageError::msg(e.to_string()))?;
+        // Polled inside the long parts (reading inputs, drawing each series,
+        // building each section): a report of a million runs takes seconds.
+        let stop = || ctx.cancelled();
+        let mut g = gather(inputs, &stop).map_err(|e| match e {
+            GatherError::Interrupted(_) => StageError::Cancelled,
+            e => StageError::msg(e.to_string()),
+        })?;
         let reference_source = match (self.reference_e, g.reference_e) {
             (Some(_), _) => "given by the report's `reference_e`",
             (None, Some(_)) => "declared by the dataset",
@@ -178,8 +185,10 @@ impl Job for ReportJob {
                 return Err(StageError::Cancelled);
             }
             ctx.progress(i as u64, rendered.len() as u64 + 1, "figures");
-            let svg = plot::write(&fig.chart, &fig_dir, &fig.stem)
-                .map_err(|e| StageError::msg(format!("cannot draw {}: {e}", fig.stem)))?;
+            let svg = plot::write(&fig.chart, &fig_dir, &fig.stem, &stop).map_err(|e| match e {
+                PlotError::Interrupted(_) => StageError::Cancelled,
+                e => StageError::msg(format!("cannot draw {}: {e}", fig.stem)),
+            })?;
             rendered.push((fig, svg));
         }
         ctx.log(&format!(
@@ -202,8 +211,12 @@ impl Job for ReportJob {
             reference_e: g.reference_e,
             reference_source,
         };
-        let doc = document::build(&g, &header, &rendered);
+        let doc =
+            document::build(&g, &header, &rendered, &stop).map_err(|_| StageError::Cancelled)?;
         write(&out.join("report.md"), &markdown::render(&doc))?;
+        if ctx.cancelled() {
+            return Err(StageError::Cancelled);
+        }
         write(&out.join("report.html"), &html::render(&doc))?;
         Ok(())
     }

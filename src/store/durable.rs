@@ -15,7 +15,13 @@ use walkdir::WalkDir;
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Replaces `path` with `bytes` atomically and durably.
+/// `e` with `path` in its message, keeping its kind: an `io::Error` alone
+/// (`No space left on device`) does not say which file.
+pub fn at(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// Replaces `path` with `bytes` atomically and durably. Errors name the file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
@@ -37,9 +43,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     })();
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
-        return Err(e);
+        return Err(at(path, e));
     }
-    sync_dir(dir)
+    sync_dir(dir).map_err(|e| at(dir, e))
 }
 
 /// Flushes a directory's entries (names created, renamed or removed in it).
@@ -55,10 +61,12 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// entry is checked against its manifest before it is read (a missing file
 /// fails the check and the entry is re-computed).
 pub fn sync_files(root: &Path) -> io::Result<()> {
-    for entry in WalkDir::new(root) {
+    for entry in WalkDir::new(root).follow_root_links(false) {
         let entry = entry.map_err(io::Error::other)?;
         if entry.file_type().is_file() {
-            File::open(entry.path())?.sync_all()?;
+            File::open(entry.path())
+                .and_then(|f| f.sync_all())
+                .map_err(|e| at(entry.path(), e))?;
         }
     }
     Ok(())

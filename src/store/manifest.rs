@@ -1,5 +1,6 @@
 //! The manifest written into every committed store entry.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,15 @@ pub struct OutputFile {
     /// Absent in manifests written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtime_ns: Option<u64>,
+    /// Status-change time (ns) and inode number when the entry was committed.
+    /// A same-size rewrite whose modification time was set back (`touch -d`,
+    /// `utime`) still moves the ctime, which no call can set, and a file
+    /// replaced by another has another inode: either makes the quick check
+    /// re-hash the file. Absent in older manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctime_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ino: Option<u64>,
 }
 
 /// What an entry holds and how it was made.
@@ -47,8 +57,12 @@ impl Manifest {
     /// entry, so it could not be hashed, and publishing it would hand readers
     /// whatever it points at (`/etc/passwd`, another entry).
     pub fn hash_outputs(out_dir: &Path) -> std::io::Result<Vec<OutputFile>> {
+        real_dir(out_dir, "the output directory")?;
         let mut outputs = Vec::new();
-        for entry in WalkDir::new(out_dir).sort_by_file_name() {
+        for entry in WalkDir::new(out_dir)
+            .follow_root_links(false)
+            .sort_by_file_name()
+        {
             let entry = entry.map_err(std::io::Error::other)?;
             let kind = entry.file_type();
             if kind.is_dir() {
@@ -76,6 +90,8 @@ impl Manifest {
                 bytes: meta.len(),
                 blake3: hash_file(entry.path())?,
                 mtime_ns: mtime_ns(&meta),
+                ctime_ns: ctime_ns(&meta),
+                ino: Some(meta.ino()),
             });
         }
         Ok(outputs)
@@ -87,6 +103,30 @@ impl Manifest {
     }
 }
 
+/// Fails unless `path` is a directory itself, not a symbolic link to one: a
+/// stage may replace its own output directory (or its entry's) with a link,
+/// and the engine must not hash, write or delete through it what lies
+/// outside the store.
+pub(crate) fn real_dir(path: &Path, what: &str) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{what} {}: {e}", path.display())))?;
+    if meta.is_dir() {
+        return Ok(());
+    }
+    let found = if meta.file_type().is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a directory"
+    };
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!(
+            "{what} {} is {found}: a stage must not replace it (the engine writes only inside the store)",
+            path.display()
+        ),
+    ))
+}
+
 /// A file's modification time in nanoseconds since the epoch, where known.
 pub fn mtime_ns(meta: &std::fs::Metadata) -> Option<u64> {
     let since = meta
@@ -95,6 +135,13 @@ pub fn mtime_ns(meta: &std::fs::Metadata) -> Option<u64> {
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?;
     u64::try_from(since.as_nanos()).ok()
+}
+
+/// A file's status-change time in nanoseconds since the epoch.
+pub fn ctime_ns(meta: &std::fs::Metadata) -> Option<u64> {
+    let secs = u64::try_from(meta.ctime()).ok()?;
+    let nanos = u64::try_from(meta.ctime_nsec()).ok()?;
+    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
 
 /// Seconds since the Unix epoch, as manifests and run records store times.

@@ -71,37 +71,23 @@ impl ResultsView {
     }
 
     /// Replaces an instance's view with the committed outputs in `out_dir`.
+    /// On error the staging copy is removed (a full disk leaves no partial
+    /// copy behind) and the error names the file.
     pub fn publish(&self, id: &str, out_dir: &Path) -> io::Result<()> {
         let target = self.instance_dir(id);
         let name = dir_name(id);
         let staging = self.dir.join(format!(".{name}.new"));
         let old = self.dir.join(format!(".{name}.old"));
         let _ = fs::remove_dir_all(&staging);
-        fs::create_dir_all(&staging)?;
-        for entry in WalkDir::new(out_dir).min_depth(1) {
-            let entry = entry.map_err(io::Error::other)?;
-            let rel = entry
-                .path()
-                .strip_prefix(out_dir)
-                .expect("walk stays under root");
-            let dest = staging.join(rel);
-            if entry.file_type().is_dir() {
-                fs::create_dir_all(&dest)?;
-            } else if entry.file_type().is_file() {
-                fs::copy(entry.path(), &dest)?;
-            } else {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{} is not a regular file", entry.path().display()),
-                ));
-            }
+        if let Err(e) = copy_tree(out_dir, &staging) {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
         }
-        super::durable::sync_files(&staging)?;
         let _ = fs::remove_dir_all(&old);
         if target.exists() {
-            fs::rename(&target, &old)?;
+            fs::rename(&target, &old).map_err(|e| at(&target, e))?;
         }
-        fs::rename(&staging, &target)?;
+        fs::rename(&staging, &target).map_err(|e| at(&target, e))?;
         let _ = fs::remove_dir_all(&old);
         Ok(())
     }
@@ -128,6 +114,37 @@ impl ResultsView {
         }
         Ok(())
     }
+}
+
+/// Copies the regular files and directories under `from` into a new `to`, and
+/// flushes them. `from` itself must be a directory, not a link to one.
+fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    super::manifest::real_dir(from, "the entry's output directory")?;
+    fs::create_dir_all(to).map_err(|e| at(to, e))?;
+    for entry in WalkDir::new(from).follow_root_links(false).min_depth(1) {
+        let entry = entry.map_err(io::Error::other)?;
+        let rel = entry
+            .path()
+            .strip_prefix(from)
+            .expect("walk stays under root");
+        let dest = to.join(rel);
+        if entry.file_type().is_dir() {
+            fs::create_dir_all(&dest).map_err(|e| at(&dest, e))?;
+        } else if entry.file_type().is_file() {
+            fs::copy(entry.path(), &dest).map_err(|e| at(&dest, e))?;
+        } else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is not a regular file", entry.path().display()),
+            ));
+        }
+    }
+    super::durable::sync_files(to)
+}
+
+/// `e` with `path` in its message (an `io::Error` alone does not say which file).
+fn at(path: &Path, e: io::Error) -> io::Error {
+    super::durable::at(path, e)
 }
 
 /// The directories of a results view ([`ResultsView::list`]).

@@ -134,7 +134,8 @@ impl PipelineState {
     /// Writes the state atomically and durably (see [`super::durable`]).
     pub fn save(&self, store_root: &Path) -> io::Result<()> {
         let path = Self::path(store_root, &self.pipeline);
-        fs::create_dir_all(path.parent().expect("state path has a parent"))?;
+        let dir = path.parent().expect("state path has a parent");
+        fs::create_dir_all(dir).map_err(|e| super::durable::at(dir, e))?;
         super::durable::write_atomic(&path, &serde_json::to_vec(self).map_err(io::Error::other)?)
     }
 }

@@ -150,7 +150,10 @@ impl Store {
         let dir = self
             .tmp_dir()
             .join(format!("{fingerprint}.{}.{n}", std::process::id()));
-        fs::create_dir_all(dir.join("out"))?;
+        if let Err(e) = fs::create_dir_all(dir.join("out")) {
+            let _ = fs::remove_dir_all(&dir);
+            return Err(super::durable::at(&dir, e));
+        }
         Ok(Pending {
             fingerprint: fingerprint.to_string(),
             dir,
@@ -163,12 +166,37 @@ impl Store {
     /// a crash an entry is either absent or holds the bytes its manifest
     /// hashed (a name lost inside it fails the check before it is read). Logs
     /// beside `out/` are not flushed: nothing reads them as an entry.
+    ///
+    /// Nothing is written through a link a stage left: the entry and its
+    /// `out/` must be directories themselves, and `manifest.json` is created
+    /// new (whatever the stage put at that name is removed first), so a link
+    /// planted there never sends the manifest outside the store.
+    ///
+    /// When it fails (a full disk), the attempt is kept under `failed/` like a
+    /// failed stage's (logs, not outputs), so `tmp/` holds nothing of it.
     pub fn commit(&self, pending: Pending, manifest: &Manifest) -> io::Result<()> {
+        let committed = self.try_commit(&pending, manifest);
+        if committed.is_err() && fs::symlink_metadata(&pending.dir).is_ok() {
+            self.keep_failed(pending);
+        }
+        committed
+    }
+
+    fn try_commit(&self, pending: &Pending, manifest: &Manifest) -> io::Result<()> {
+        super::manifest::real_dir(&pending.dir, "the entry directory")?;
+        super::manifest::real_dir(&pending.out_dir(), "the output directory")?;
         let json = serde_json::to_vec_pretty(manifest).map_err(io::Error::other)?;
-        let mut file = File::create(pending.dir.join("manifest.json"))?;
-        io::Write::write_all(&mut file, &json)?;
-        file.sync_all()?;
-        drop(file);
+        let path = pending.dir.join("manifest.json");
+        let written = (|| {
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            let mut file = File::options().write(true).create_new(true).open(&path)?;
+            io::Write::write_all(&mut file, &json)?;
+            file.sync_all()
+        })();
+        written.map_err(|e| super::durable::at(&path, e))?;
         super::durable::sync_files(&pending.out_dir())?;
         let target = self.entry_dir(&pending.fingerprint);
         if self.contains(&pending.fingerprint) {
@@ -193,19 +221,28 @@ impl Store {
                 fs::remove_dir_all(&pending.dir)?;
                 return Ok(());
             }
-            return Err(e);
+            return Err(super::durable::at(&target, e));
         }
         super::durable::sync_dir(&self.cache_dir())
+            .map_err(|e| super::durable::at(&self.cache_dir(), e))
     }
 
     /// Keeps a failed attempt's logs under `failed/`, replacing an older one.
     /// Its partial outputs are dropped: they are never read again (`failed/`
     /// is not an entry), and when a full disk is why the attempt failed, a copy
     /// of them would keep the disk full for the re-run.
+    ///
+    /// An entry directory the stage replaced by a link is only unlinked:
+    /// nothing the link points at is deleted or moved.
     pub fn keep_failed(&self, pending: Pending) -> PathBuf {
         let target = self.failed_dir(&pending.fingerprint);
         let _ = fs::remove_dir_all(&target);
+        if super::manifest::real_dir(&pending.dir, "the entry directory").is_err() {
+            let _ = fs::remove_file(&pending.dir);
+            return target;
+        }
         let _ = fs::create_dir_all(self.root.join("failed"));
+        // `remove_dir_all` removes a link itself, never what it points at.
         let _ = fs::remove_dir_all(pending.out_dir());
         if fs::rename(&pending.dir, &target).is_err() {
             let _ = fs::remove_dir_all(&pending.dir);

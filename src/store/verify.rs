@@ -2,19 +2,26 @@
 //! serves bytes other than the ones it committed.
 //!
 //! Two depths: [`Depth::Quick`] checks the manifest, the set of files, their
-//! sizes, and re-hashes only files whose modification time moved since commit
-//! (a run does this for every entry it hands to a stage or publishes, and after
-//! a stage ran, for every input it was given); [`Depth::Full`] re-hashes every
-//! file (`scalepipe verify`, `run --verify`).
+//! sizes, and re-hashes only files whose modification time, status-change time
+//! or inode moved since commit (a run does this for every entry it hands to a
+//! stage or publishes, and after a stage ran, for every input it was given);
+//! [`Depth::Full`] re-hashes every file (`scalepipe verify`, `run --verify`).
+//!
+//! The ctime closes the quick check's blind spot: a same-size rewrite with its
+//! modification time set back keeps size and mtime, but the kernel moves the
+//! ctime on every write and every `utime`, and nothing sets it back. Moves that
+//! keep the content (a hard link to the file, `chmod`, a copied workspace) also
+//! move it; they cost a re-hash, never a false alarm.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use walkdir::WalkDir;
 
-use super::manifest::{mtime_ns, output_name};
+use super::manifest::{ctime_ns, mtime_ns, output_name};
 use super::{Manifest, Store};
 use crate::digest::hash_file;
 
@@ -50,6 +57,8 @@ pub enum Problem {
     Extra(String),
     #[error("`{0}` is not a regular file")]
     NotRegular(String),
+    #[error("`out/` is not a directory (a symbolic link or a file)")]
+    OutNotDirectory,
 }
 
 /// An entry that failed its check.
@@ -107,8 +116,17 @@ fn check_outputs(out_dir: &Path, manifest: &Manifest, depth: Depth) -> Result<()
         .enumerate()
         .map(|(i, o)| (o.path.as_str(), i))
         .collect();
+    match fs::symlink_metadata(out_dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(Problem::OutNotDirectory),
+        Err(_) => return Err(Problem::Missing("out/".into())),
+    }
     let mut seen = 0;
-    for entry in WalkDir::new(out_dir).min_depth(1).sort_by_file_name() {
+    for entry in WalkDir::new(out_dir)
+        .follow_root_links(false)
+        .min_depth(1)
+        .sort_by_file_name()
+    {
         let entry = entry.map_err(|e| match e.path() {
             Some(p) => Problem::Missing(p.display().to_string()),
             None => Problem::Missing("out/".into()),
@@ -136,7 +154,11 @@ fn check_outputs(out_dir: &Path, manifest: &Manifest, depth: Depth) -> Result<()
                 found: meta.len(),
             });
         }
-        let touched = expected.mtime_ns.is_none() || mtime_ns(&meta) != expected.mtime_ns;
+        let moved = |recorded: Option<u64>, now: Option<u64>| recorded.is_some() && recorded != now;
+        let touched = expected.mtime_ns.is_none()
+            || mtime_ns(&meta) != expected.mtime_ns
+            || moved(expected.ctime_ns, ctime_ns(&meta))
+            || moved(expected.ino, Some(meta.ino()));
         if depth == Depth::Full || touched {
             let hash = hash_file(entry.path()).map_err(|_| Problem::Missing(rel.clone()))?;
             if hash != expected.blake3 {

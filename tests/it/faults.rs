@@ -293,7 +293,14 @@ fn interrupt_mid_work(pipeline: &str, id: &str) {
     let ws = Workspace::new();
     ws.write("runs.csv", &runs_csv());
     ws.write("p.toml", pipeline);
-    let plan = ws.run(&["plan", "p.toml", "--json"]).success().json();
+    interrupt_instance(&ws, "p.toml", id, "-INT");
+}
+
+/// Runs `file`, waits until instance `id` has been working for a moment, sends
+/// `sig`, and asserts the run ends with 130 within 5 s of the signal, without
+/// committing the instance.
+fn interrupt_instance(ws: &Workspace, file: &str, id: &str, sig: &str) {
+    let plan = ws.run(&["plan", file, "--json"]).success().json();
     let fingerprint = plan["stages"]
         .as_array()
         .unwrap()
@@ -303,7 +310,7 @@ fn interrupt_mid_work(pipeline: &str, id: &str) {
         .as_str()
         .unwrap()
         .to_string();
-    let child = ws.spawn(&["run", "p.toml", "--jobs", "1"]);
+    let child = ws.spawn(&["run", file, "--jobs", "1"]);
     wait_until(&format!("{id} to start"), Duration::from_secs(120), || {
         std::fs::read_dir(ws.join(".scalepipe/tmp")).is_ok_and(|d| {
             d.filter_map(Result::ok)
@@ -311,12 +318,12 @@ fn interrupt_mid_work(pipeline: &str, id: &str) {
         })
     });
     std::thread::sleep(Duration::from_millis(500));
-    signal(&child, "-INT");
+    signal(&child, sig);
     let (code, took) = wait_within(child, Duration::from_secs(300));
-    assert_eq!(code, Some(130), "{id}");
+    assert_eq!(code, Some(130), "{id} {sig}");
     assert!(
         took < Duration::from_secs(5),
-        "{id}: exit {took:?} after SIGINT"
+        "{id}: exit {took:?} after {sig}"
     );
     assert!(
         !ws.join(&format!(".scalepipe/cache/{fingerprint}")).exists(),
@@ -357,6 +364,39 @@ fn sigint_ends_a_run_within_5_seconds_during_a_fit() {
         "fit",
     );
 }
+
+/// A report over a fit of a large table: 400,000 runs, nearly all excluded
+/// from the fit (status `diverged`) but every one drawn and tabled, so the
+/// report takes seconds (16 s for a million at load 12) after the signal lands.
+#[test]
+fn sigint_and_sigterm_end_a_run_within_5_seconds_during_a_report() {
+    let ws = Workspace::new();
+    let mut table = String::from("n,loss,status\n");
+    for i in 0..40 {
+        let n = 1e6 * 1.2f64.powi(i);
+        table.push_str(&format!("{n},{},ok\n", 1.7 + 400.0 * n.powf(-0.3)));
+    }
+    for i in 0..REPORT_ROWS {
+        let n = 1e6 + i as f64;
+        table.push_str(&format!("{n},{},diverged\n", 2.0 + (i % 97) as f64 / 97.0));
+    }
+    ws.write("big.csv", &table);
+    let fit = "[stages.fit]\nkind = \"fit\"\ntable = \"big.csv\"\nn = \"n\"\nloss = \"loss\"\nstatus = \"status\"\nform = \"power_n\"\nbootstrap = 0\n";
+    // Two pipelines (one name each) sharing the fit's fingerprint.
+    ws.write("fit.toml", &format!("[pipeline]\nname = \"f\"\n{fit}"));
+    ws.write(
+        "p.toml",
+        &format!("[pipeline]\nname = \"r\"\n{fit}[stages.report]\nkind = \"report\"\ninputs = [\"fit\"]\n"),
+    );
+    // The fit first, so that the interrupted runs spend their time in the report.
+    ws.run(&["run", "fit.toml"]).success();
+    for sig in ["-INT", "-TERM"] {
+        interrupt_instance(&ws, "p.toml", "report", sig);
+    }
+}
+
+/// Rows of the report test's table beyond the 40 fitted ones.
+const REPORT_ROWS: usize = 400_000;
 
 /// The fault benchmark, shortened: 20 seeded SIGKILLs of a 50-instance run.
 #[test]
@@ -411,4 +451,154 @@ fn a_timeout_ends_a_long_fit_and_fails_it() {
         start.elapsed()
     );
     assert!(ws.entries().is_empty(), "a timed-out fit was committed");
+}
+
+/// The fingerprint of instance `id` of `file`, from `plan --json`.
+fn fingerprint_of(ws: &Workspace, file: &str, id: &str) -> String {
+    let plan = ws.run(&["plan", file, "--json"]).success().json();
+    plan["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no instance {id} in {plan}"))["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Sets a file's modification time `ago` in the past.
+fn age_file(path: &Path, ago: Duration) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - ago)
+        .unwrap();
+}
+
+#[test]
+fn a_claim_from_another_host_is_waited_for_until_its_heartbeat_is_a_minute_old() {
+    let ws = Workspace::new();
+    ws.write(
+        "p.toml",
+        "[pipeline]\nname = \"h\"\n[stages.s]\nkind = \"command\"\ncmd = \"echo done > out.txt\"\n",
+    );
+    let fp = fingerprint_of(&ws, "p.toml", "s");
+    // A Slurm worker on another node holds the fingerprint, heartbeat fresh.
+    let claim = ws.write(
+        &format!(".scalepipe/claims/{fp}"),
+        "pid 1 1\nhost another-node\npgid 1 1\n",
+    );
+    let mut child = ws.spawn(&["run", "p.toml"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "a live claim from another host was taken over"
+    );
+    assert!(ws.entries().is_empty());
+    // Its heartbeat stops: past the limit, the claim is taken over (and pid 1's
+    // group, which lives on the other host, is left alone here).
+    age_file(&claim, Duration::from_secs(61));
+    let (code, _) = wait_within(child, Duration::from_secs(30));
+    assert_eq!(code, Some(0));
+    assert_eq!(ws.read("results/h/s/out.txt"), "done\n");
+    assert!(!claim.exists());
+}
+
+#[test]
+fn a_running_stage_keeps_its_claims_heartbeat() {
+    let ws = Workspace::new();
+    ws.write(
+        "p.toml",
+        "[pipeline]\nname = \"b\"\n[stages.s]\nkind = \"command\"\ncmd = \"sleep 7; echo done > out.txt\"\n",
+    );
+    let fp = fingerprint_of(&ws, "p.toml", "s");
+    let claim = ws.join(&format!(".scalepipe/claims/{fp}"));
+    let child = ws.spawn(&["run", "p.toml"]);
+    wait_until("the claim", Duration::from_secs(30), || claim.is_file());
+    age_file(&claim, Duration::from_secs(600));
+    std::thread::sleep(Duration::from_secs(6));
+    let age = std::fs::metadata(&claim)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .elapsed()
+        .unwrap_or_default();
+    assert!(age < Duration::from_secs(6), "no heartbeat: {age:?} old");
+    // The holder and the stage's group are recorded with their start times.
+    let text = std::fs::read_to_string(&claim).unwrap();
+    for key in ["pid", "pgid"] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("no {key} line in {text:?}"));
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let pid: u32 = fields[1].parse().unwrap();
+        assert_eq!(
+            fields.get(2).map(|s| s.parse::<u64>().unwrap()),
+            process::start_time(pid),
+            "{line}"
+        );
+    }
+    let (code, _) = wait_within(child, Duration::from_secs(30));
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn a_reused_pid_is_neither_a_live_holder_nor_a_group_to_end() {
+    use std::os::unix::process::CommandExt;
+    let ws = Workspace::new();
+    ws.write(
+        "p.toml",
+        "[pipeline]\nname = \"r\"\n[stages.s]\nkind = \"command\"\ncmd = \"echo done > out.txt\"\n",
+    );
+    let fp = fingerprint_of(&ws, "p.toml", "s");
+    let host = process::hostname();
+    // A process that now has the pid a dead holder and its group had.
+    let mut stranger = Command::new("sleep")
+        .arg("300")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pid = stranger.id();
+    let start = process::start_time(pid).unwrap();
+    let claim = ws.write(
+        &format!(".scalepipe/claims/{fp}"),
+        &format!(
+            "pid {pid} {}\nhost {host}\npgid {pid} {}\n",
+            start + 1,
+            start + 1
+        ),
+    );
+    let child = ws.spawn(&["run", "p.toml"]);
+    let (code, took) = wait_within(child, Duration::from_secs(30));
+    assert_eq!(code, Some(0));
+    assert!(
+        took < Duration::from_secs(10),
+        "waited for a dead holder: {took:?}"
+    );
+    assert!(!claim.exists());
+    assert!(
+        process::is_running(pid, Some(start)),
+        "a stranger with a reused pid was killed"
+    );
+
+    // The same group recorded with its own start time is the dead holder's:
+    // the next run ends it.
+    ws.write(
+        "p.toml",
+        "[pipeline]\nname = \"r\"\n[stages.s]\nkind = \"command\"\ncmd = \"echo again > out.txt\"\n",
+    );
+    let fp = fingerprint_of(&ws, "p.toml", "s");
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    ws.write(
+        &format!(".scalepipe/claims/{fp}"),
+        &format!("pid {dead}\nhost {host}\npgid {pid} {start}\n"),
+    );
+    ws.run(&["run", "p.toml"]).success();
+    stranger.wait().unwrap();
+    assert!(!process::group_exists(pid));
 }

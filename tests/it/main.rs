@@ -7,6 +7,7 @@ mod data;
 mod defaults;
 mod design;
 mod diagnostics;
+mod disk;
 mod engine;
 mod faults;
 mod fit;

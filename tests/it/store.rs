@@ -469,3 +469,105 @@ fn a_failed_attempt_keeps_its_logs_but_not_its_partial_outputs() {
         "partial outputs kept in failed/"
     );
 }
+
+/// Shell text that rewrites `$IN/value.txt` with other bytes of the same size
+/// and sets its modification time back: only its ctime and content move.
+const SAME_SIZE_SAME_MTIME: &str = r#"M=$(stat -c %y $IN/value.txt); printf 'HELLO WORLD' > $IN/value.txt; touch -d "$M" $IN/value.txt"#;
+
+#[test]
+fn a_stage_that_rewrites_an_input_keeping_its_size_and_mtime_fails_naming_the_file() {
+    let ws = Workspace::new();
+    ws.write(
+        "p.toml",
+        &chain(&format!("; {}", SAME_SIZE_SAME_MTIME.replace('"', "\\\""))),
+    );
+    let out = ws.run(&["run", "p.toml"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("input `gen` changed") && out.stderr.contains("value.txt"),
+        "{out:?}"
+    );
+    assert_eq!(quarantined(&ws).len(), 1, "the damaged input is set aside");
+}
+
+#[test]
+fn a_same_size_rewrite_with_the_old_mtime_is_caught_at_run_start_without_verify() {
+    let ws = Workspace::new();
+    ws.write("p.toml", &chain(""));
+    run_json(&ws, "p.toml");
+    let gen = fingerprint(&ws, "p.toml", "gen");
+    let file = ws.join(&format!(".scalepipe/cache/{gen}/out/value.txt"));
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    std::fs::write(&file, "HELLO WORLD").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    ws.write("p.toml", &chain("; echo 2 >> copy.txt"));
+    let out = run_json(&ws, "p.toml");
+    assert_eq!(ids(&out, "executed"), vec!["gen", "use"], "{out}");
+    assert_eq!(ws.read("results/chain/use/copy.txt"), "hello world2\n");
+    assert_eq!(quarantined(&ws).len(), 1);
+}
+
+#[test]
+fn a_link_planted_at_the_manifests_name_does_not_send_the_manifest_outside() {
+    let ws = Workspace::new();
+    let victim = ws.write("victim.txt", "precious\n");
+    ws.write(
+        "p.toml",
+        &format!(
+            "[pipeline]\nname = \"m\"\n[stages.s]\nkind = \"command\"\ncmd = \"ln -s {} ../manifest.json; echo ok > out.txt\"\n",
+            victim.display()
+        ),
+    );
+    ws.run(&["run", "p.toml"]).success();
+    assert_eq!(ws.read("victim.txt"), "precious\n");
+    ws.run(&["verify"]).success();
+}
+
+#[test]
+fn a_stage_that_replaces_its_directories_with_links_fails_and_nothing_outside_is_touched() {
+    for (what, cmd) in [
+        (
+            "output directory",
+            "cd .. && rm -rf out && ln -s {outside}/out out",
+        ),
+        (
+            "entry directory",
+            "D=$(dirname $SCALEPIPE_OUT); cd / && mv $D $D.moved && ln -s {outside} $D",
+        ),
+    ] {
+        let ws = Workspace::new();
+        let outside = ws.join("outside");
+        ws.write("outside/out/precious.txt", "precious\n");
+        let cmd = cmd.replace("{outside}", &outside.display().to_string());
+        ws.write(
+            "p.toml",
+            &format!("[pipeline]\nname = \"l\"\n[stages.s]\nkind = \"command\"\ncmd = \"{cmd}\"\n"),
+        );
+        let out = ws.run(&["run", "p.toml"]);
+        assert_eq!(out.code, 1, "{what}: {out:?}");
+        assert!(
+            out.stderr.contains(what) && out.stderr.contains("symbolic link"),
+            "{what}: {out:?}"
+        );
+        assert!(ws.entries().is_empty(), "{what}");
+        assert!(!ws.join("results/l/s").exists(), "{what}");
+        let names: Vec<String> = std::fs::read_dir(&outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["out"], "{what}: the engine wrote beside it");
+        assert_eq!(ws.read("outside/out/precious.txt"), "precious\n", "{what}");
+        // The next run cleans `tmp/` without following the link either.
+        ws.write(
+            "p.toml",
+            "[pipeline]\nname = \"l\"\n[stages.s]\nkind = \"command\"\ncmd = \"echo ok > ok.txt\"\n",
+        );
+        ws.run(&["run", "p.toml"]).success();
+        assert_eq!(ws.read("outside/out/precious.txt"), "precious\n", "{what}");
+    }
+}
