@@ -7,7 +7,10 @@
 //! table as a run with that D (and C = 6 N D). The early part is dropped by a
 //! [`CurveRule`]. A run on a warmup-stable-decay schedule is a fully trained
 //! model only at the end of its cooldown, so only its final point is kept; a
-//! stable-phase run without a cooldown contributes none.
+//! stable-phase run without a cooldown contributes none. A cosine run's
+//! intermediate points are models whose rate has not decayed (biased up
+//! against a run of that D); a constant-rate run's points are all at one rate,
+//! so comparable with one another, and all biased the same way.
 
 use std::path::Path;
 

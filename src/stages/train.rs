@@ -102,6 +102,7 @@ pub enum ScheduleName {
     #[default]
     Cosine,
     Wsd,
+    Constant,
 }
 
 /// The reference of `train`'s parameters ([`crate::kinds_doc`]): the run's, then
@@ -111,7 +112,7 @@ pub const PARAMS: &[ParamDoc] = &[
     ParamDoc::new("lr", "number", "0.001", "Peak learning rate."),
     ParamDoc::new("min_lr_ratio", "number", "0.1", "Final learning rate of the cosine decay or WSD cooldown, as a fraction of `lr`."),
     ParamDoc::new("warmup_steps", "integer", "5% of the steps (required with wsd)", "Linear warmup steps."),
-    ParamDoc::new("schedule", "\"cosine\" | \"wsd\"", "\"cosine\"", "Learning-rate schedule after the warmup: cosine decay, or warmup-stable-decay (constant, then a `cooldown`). WSD runs that differ only in their budget share their stable phase: the engine runs them shortest first, and each continues from the latest cached stable-phase checkpoint at or before its own cooldown start (bitwise the same result as training from scratch)."),
+    ParamDoc::new("schedule", "\"cosine\" | \"wsd\" | \"constant\"", "\"cosine\"", "Learning-rate schedule after the warmup: cosine decay, warmup-stable-decay (constant, then a `cooldown`), or constant to the end (no decay: every loss-curve point is a model at the same rate; `min_lr_ratio` is unused). WSD runs that differ only in their budget share their stable phase: the engine runs them shortest first, and each continues from the latest cached stable-phase checkpoint at or before its own cooldown start (bitwise the same result as training from scratch)."),
     ParamDoc::new("cooldown", "number in (0, 1]", "0.2", "WSD: share of the steps spent decaying to the floor."),
     ParamDoc::new("decay", "\"linear\" | \"1-sqrt\"", "\"linear\"", "WSD: form of the cooldown."),
     ParamDoc::new("betas", "[number, number]", "[0.9, 0.95]", "AdamW betas."),
@@ -260,6 +261,7 @@ impl RunParams {
     pub fn schedule(&self) -> ScheduleChoice {
         match self.schedule {
             ScheduleName::Cosine => ScheduleChoice::Cosine,
+            ScheduleName::Constant => ScheduleChoice::Constant,
             ScheduleName::Wsd => ScheduleChoice::Wsd {
                 cooldown: self.cooldown.unwrap_or(0.2),
                 decay: self.decay.unwrap_or_default(),
@@ -314,7 +316,12 @@ impl RunParams {
             ));
         }
         match self.schedule {
-            ScheduleName::Cosine => {
+            ScheduleName::Cosine | ScheduleName::Constant => {
+                let name = if self.schedule == ScheduleName::Cosine {
+                    "cosine"
+                } else {
+                    "constant"
+                };
                 for (key, given) in [
                     ("cooldown", self.cooldown.is_some()),
                     ("decay", self.decay.is_some()),
@@ -322,7 +329,9 @@ impl RunParams {
                     if given {
                         return Err(ParamError::at(
                             key,
-                            "applies to schedule = \"wsd\" (this stage's schedule is cosine)",
+                            format!(
+                                "applies to schedule = \"wsd\" (this stage's schedule is {name})"
+                            ),
                         ));
                     }
                 }
@@ -650,6 +659,11 @@ mod tests {
                 "model = \"mlp\"\nwidth = 8\ndepth = 2\nsteps = 1\ncooldown = 0.2\nseed = 0",
                 Some("cooldown"),
                 "applies to schedule = \"wsd\"",
+            ),
+            (
+                "model = \"mlp\"\nwidth = 8\ndepth = 2\nsteps = 1\nschedule = \"constant\"\ndecay = \"linear\"\nseed = 0",
+                Some("decay"),
+                "schedule is constant",
             ),
             (
                 "model = \"mlp\"\nwidth = 8\ndepth = 2\nsteps = 1\nschedule = \"wsd\"\nseed = 0",

@@ -35,7 +35,7 @@ pub struct TrainMetrics {
     pub flops: f64,
     /// Exact matrix-product FLOPs of forward and backward passes.
     pub flops_exact: f64,
-    /// `cosine`, or `wsd-cooldown`: a WSD run, which always ends with its
+    /// `cosine`, `constant` (no decay), or `wsd-cooldown`: a WSD run, which always ends with its
     /// cooldown (its last curve point and `loss` are end-of-cooldown values;
     /// curve points before `stable_end_step` are stable-phase ones).
     #[serde(default = "cosine")]
@@ -118,7 +118,7 @@ pub struct RunMetrics {
     pub wall_time_s: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub irreducible_loss: Option<f64>,
-    /// The learning-rate schedule (`cosine`, `wsd-stable`, `wsd-cooldown`, ...);
+    /// The learning-rate schedule (`cosine`, `constant`, `wsd-stable`, `wsd-cooldown`, ...);
     /// absent in records from before schedules were recorded (cosine).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,

@@ -1,6 +1,8 @@
-//! The learning-rate schedules: linear warmup from zero, then either cosine
-//! decay to a floor (GPT-3, Chinchilla) or warmup-stable-decay (WSD: a constant
-//! rate, then a short decay to the floor; Hägele et al. 2024).
+//! The learning-rate schedules: linear warmup from zero, then cosine decay to a
+//! floor (GPT-3, Chinchilla), warmup-stable-decay (WSD: a constant rate, then a
+//! short decay to the floor; Hägele et al. 2024), or the constant rate alone
+//! (every point of its loss curve is a model at the same rate, so the points
+//! are comparable with one another, unlike a cosine run's).
 //!
 //! WSD is what lets runs of several lengths share their training: up to its
 //! cooldown a WSD run's rates do not depend on its length, so a longer run's
@@ -28,6 +30,8 @@ pub enum Shape {
     Cosine,
     /// The peak until the last `cooldown_steps` steps, which decay to the floor.
     Wsd { cooldown_steps: usize, decay: Decay },
+    /// The peak to the end: no decay.
+    Constant,
 }
 
 /// Linear warmup over `warmup` steps to `peak`, then `shape` down to `floor` by
@@ -50,6 +54,8 @@ pub enum ScheduleChoice {
         cooldown: f64,
         decay: Decay,
     },
+    /// The peak rate after the warmup, never decayed.
+    Constant,
 }
 
 impl ScheduleChoice {
@@ -61,6 +67,7 @@ impl ScheduleChoice {
                 cooldown_steps: cooldown_steps(total, cooldown),
                 decay,
             },
+            ScheduleChoice::Constant => Shape::Constant,
         };
         Schedule {
             peak,
@@ -71,13 +78,14 @@ impl ScheduleChoice {
         }
     }
 
-    /// How `metrics.json` names it: `cosine`, or `wsd-cooldown` for a WSD run
-    /// (which always ends with its cooldown, so its final loss is a fully
-    /// trained model's at its D).
+    /// How `metrics.json` names it: `cosine`, `constant`, or `wsd-cooldown`
+    /// for a WSD run (which always ends with its cooldown, so its final loss
+    /// is a fully trained model's at its D).
     pub fn label(self) -> &'static str {
         match self {
             ScheduleChoice::Cosine => "cosine",
             ScheduleChoice::Wsd { .. } => "wsd-cooldown",
+            ScheduleChoice::Constant => "constant",
         }
     }
 }
@@ -101,6 +109,8 @@ impl Schedule {
                 let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
                 self.floor + (self.peak - self.floor) * cosine
             }
+            Shape::Constant if step < self.warmup => self.warm(step),
+            Shape::Constant => self.peak,
             Shape::Wsd {
                 cooldown_steps,
                 decay,
@@ -132,10 +142,11 @@ impl Schedule {
 
     /// The first step of a WSD cooldown: steps before it are the stable phase,
     /// whose rates are the same for every run length. `None` for cosine, whose
-    /// every rate depends on the length.
+    /// every rate depends on the length, and for constant, which has no
+    /// cooldown (and no checkpoint to share).
     pub fn stable_end(&self) -> Option<usize> {
         match self.shape {
-            Shape::Cosine => None,
+            Shape::Cosine | Shape::Constant => None,
             Shape::Wsd { cooldown_steps, .. } => Some(self.total.saturating_sub(cooldown_steps)),
         }
     }
@@ -216,6 +227,16 @@ mod tests {
         }
         assert_eq!(cooldown_steps(3, 0.01), 1);
         assert_eq!(cooldown_steps(3, 1.0), 3);
+    }
+
+    #[test]
+    fn constant_warms_up_then_holds_the_peak_to_the_end() {
+        let s = ScheduleChoice::Constant.schedule(1.0, 0.1, 4, 20);
+        assert_eq!(s.lr(0), 0.25);
+        assert_eq!(s.lr(3), 1.0);
+        assert!((4..30).all(|i| s.lr(i) == 1.0));
+        assert_eq!(s.stable_end(), None);
+        assert_eq!(ScheduleChoice::Constant.label(), "constant");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! module per area. They drive the real `scalepipe` binary in temporary
 //! workspaces through the small builder in `harness`.
 
+mod curve_compare;
 mod curves;
 mod data;
 mod defaults;
