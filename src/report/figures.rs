@@ -292,7 +292,7 @@ fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
                 ""
             },
             if single_banded {
-                ", each with thin lines bounding its 95% bootstrap band"
+                ", each with thin dashes bounding its 95% bootstrap band"
             } else {
                 ""
             },
@@ -311,19 +311,17 @@ fn replicates_of(g: &Gathered, kind: FormKind) -> Vec<Law> {
         .unwrap_or_default()
 }
 
-/// A band's two bounds as thin unlabelled lines in the curve's colour.
-fn band_lines(colour: Colour, band: Option<Band>) -> Vec<Series> {
+/// A band's two bounds as thin unlabelled lines in the curve's colour and
+/// style (dashed around a dashed curve).
+fn band_lines(colour: Colour, dashed: bool, band: Option<Band>) -> Vec<Series> {
     let Some((lo, hi)) = band else {
         return Vec::new();
     };
     [lo, hi]
         .into_iter()
         .map(|pts| {
-            let mut line = Series::line(None, colour, false, pts);
-            line.mark = Mark::Line {
-                dashed: false,
-                width: 1,
-            };
+            let mut line = Series::line(None, colour, dashed, pts);
+            line.mark = Mark::Line { dashed, width: 1 };
             line
         })
         .collect()
@@ -347,7 +345,7 @@ fn fitted_curve(
         .filter_map(|&x| Some((x, value(law, x)?)))
         .collect();
     let mut out = vec![Series::line(label, colour, dashed, points)];
-    out.extend(band_lines(colour, band(replicates, grid, value)));
+    out.extend(band_lines(colour, dashed, band(replicates, grid, value)));
     out
 }
 
@@ -496,7 +494,7 @@ fn loss_vs_c(g: &Gathered, labels: &Labels) -> Option<Figure> {
             "Loss against training compute. The solid dark line is the fitted compute-optimal frontier (the best N and D = C/6N at each C){}, triangles the optima at the requested budgets, dashes the fitted irreducible loss E it approaches{}.",
             if banded { ", the thin dark lines its 95% bootstrap band" } else { "" },
             if power_c_banded {
-                "; a dashed power_c curve has thin lines of its colour bounding its 95% bootstrap band"
+                "; a dashed power_c curve has thin dashes of its colour bounding its 95% bootstrap band"
             } else {
                 ""
             }
@@ -1015,7 +1013,7 @@ mod tests {
         assert_eq!(band_lines_in(n_chart, categorical(1)), 2);
         let c_fig = &figs[find("loss_vs_c")];
         assert_eq!(band_lines_in(&c_fig.chart, categorical(2)), 2);
-        assert!(c_fig.caption.contains("power_c curve has thin lines"));
+        assert!(c_fig.caption.contains("power_c curve has thin dashes"));
         // Each band brackets its fitted curve (to within 1%) where it covers it.
         let curve = n_chart
             .series

@@ -538,7 +538,7 @@ seed = 0
 kind = "dataset.markov_text"
 vocab = 8
 tokens = 2000
-split = { val = 120000, test = 1000 }
+split = { val = 200000, test = 1000 }
 [stages.train]
 kind = "train"
 inputs = ["data"]
@@ -552,7 +552,7 @@ steps = 1
 [stages.eval]
 kind = "eval"
 inputs = ["train"]
-max_tokens = 120000
+max_tokens = 200000
 [stages.capped]
 kind = "eval"
 inputs = ["train"]
