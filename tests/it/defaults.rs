@@ -522,6 +522,63 @@ tokens = 100
     }
 }
 
+/// A table a `command` stage writes: the loader names the file in its input's
+/// outputs, reads it when it runs, and follows the input when it changes.
+#[test]
+fn a_table_loader_reads_the_file_its_input_stage_wrote() {
+    let ws = Workspace::new();
+    let pipeline = |rows: usize, path: &str| {
+        format!(
+            r#"
+[pipeline]
+name = "p"
+[stages.make]
+kind = "command"
+cmd = "python3 -c 'import sys; sys.stdout.write(open(sys.argv[1]).read())' {src} > made.csv"
+src = "{src}"
+[stages.table]
+kind = "dataset.csv"
+inputs = ["make"]
+path = "{path}"
+text = "text"
+label = "label"
+task = "classification"
+split = {{ val = 10, test = 10 }}
+"#,
+            src = ws.join(&format!("src{rows}.csv")).display()
+        )
+    };
+    ws.write("src100.csv", &labelled_table(100));
+    ws.write("src120.csv", &labelled_table(120));
+    ws.write("p.toml", &pipeline(100, "made.csv"));
+    ws.run(&["run", "p.toml"]).success();
+    assert!(log_of(&ws, "p", "table").contains("read made.csv: 100 rows"));
+    assert_eq!(meta(&ws, "p", "table")["n_train"], 80);
+    // A new table upstream re-runs the loader, which reads the new rows.
+    ws.write("p.toml", &pipeline(120, "made.csv"));
+    ws.run(&["run", "p.toml"]).success();
+    assert_eq!(meta(&ws, "p", "table")["n_train"], 100);
+    // A file the input did not write fails the stage, naming it.
+    ws.write("p.toml", &pipeline(120, "other.csv"));
+    let out = ws.run(&["run", "p.toml"]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(
+        out.stderr.contains("wrote no file `other.csv`"),
+        "{}",
+        out.stderr
+    );
+    // A path leaving the input's directory is refused before anything runs.
+    ws.write("p.toml", &pipeline(120, "../made.csv"));
+    let out = ws.run(&["run", "p.toml"]);
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert!(
+        out.stderr
+            .contains("names a file in that stage's output directory"),
+        "{}",
+        out.stderr
+    );
+}
+
 /// An eval that takes longer than the training it measures (one step of
 /// training, a large validation split scored whole) warns in its log and on
 /// the terminal; a capped one beside it does not.
