@@ -128,7 +128,9 @@ impl Workspace {
 
     /// Reads, validates and expands a pipeline file. Read-only.
     pub fn load(&self, file: &Path) -> Result<Plan, Error> {
-        let pipeline = Pipeline::load(file).map_err(Error::Pipeline)?;
+        let pipeline = Pipeline::load(file)
+            .map_err(Error::Pipeline)?
+            .in_workspace(&self.root);
         Plan::build(pipeline).map_err(Error::Pipeline)
     }
 

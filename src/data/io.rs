@@ -168,6 +168,39 @@ pub fn read_tokens_prefix(dir: &Path, split: Split, n: usize) -> Result<Tokens, 
     checked_tokens(&path, decode_u32s(&bytes), vocab)
 }
 
+/// Writes the first `rows` rows of a table split of dataset directory `from`
+/// as the same split of `to`, reading only those rows (a data-size sweep over
+/// a table takes nested prefixes of one training split). Returns the path
+/// written.
+pub fn copy_table_prefix(
+    from: &Path,
+    to: &Path,
+    split: Split,
+    rows: usize,
+) -> Result<PathBuf, DataError> {
+    let path = table_path(from, split);
+    let file = File::open(&path).map_err(|e| DataError::io(&path, e))?;
+    let mut df = ParquetReader::new(file)
+        .with_slice(Some((0, rows)))
+        .finish()
+        .map_err(|e| DataError::polars(&path, e))?;
+    if df.height() != rows {
+        return Err(DataError::invalid(
+            &path,
+            format!(
+                "holds {} rows, fewer than the {rows} asked for",
+                df.height()
+            ),
+        ));
+    }
+    // One chunk per column, as a table written whole has: the same rows give
+    // the same bytes.
+    df.rechunk_mut();
+    let out = table_path(to, split);
+    write_parquet(&out, &mut df)?;
+    Ok(out)
+}
+
 /// The vocabulary size a token dataset's `meta.json` declares.
 fn token_vocab(dir: &Path) -> Result<usize, DataError> {
     read_meta(dir)?.vocab.ok_or_else(|| {

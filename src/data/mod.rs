@@ -18,8 +18,8 @@
 mod io;
 
 pub use io::{
-    meta_path, offsets_path, read_meta, read_offsets, read_parquet, read_table, read_tokens,
-    read_tokens_prefix, read_u32s, table_path, tokens_path, write_meta, write_offsets,
+    copy_table_prefix, meta_path, offsets_path, read_meta, read_offsets, read_parquet, read_table,
+    read_tokens, read_tokens_prefix, read_u32s, table_path, tokens_path, write_meta, write_offsets,
     write_parquet, write_table, write_tokens, write_u32s, Columns, DataError,
 };
 

@@ -106,11 +106,7 @@ impl Plan {
     /// its kind was configured with and what its consumers see of it.
     pub fn params(&self, i: usize) -> toml::Table {
         let inst = &self.instances[i];
-        resolve_params(
-            &self.pipeline.stages[inst.stage_index],
-            &inst.point,
-            self.pipeline.seed,
-        )
+        resolve_params(&self.pipeline, inst.stage_index, &inst.point)
     }
 
     /// Indices of the instances that read instance `i`'s outputs.
@@ -272,20 +268,41 @@ impl Builder<'_> {
         // Own sweep points, then one copy per instance of each foreach input.
         let mut points: Vec<Point> = stage.points().unwrap_or_else(|| vec![Point::new()]);
         for (input, _) in &stage.inputs {
-            if !(stage.kind.maps_inputs || stage.foreach.contains(input)) {
+            let foreach = stage.foreach_of(input);
+            if !(stage.kind.maps_inputs || foreach.is_some()) {
                 continue;
             }
             let upstream = &self.by_stage[self.stage_index(input)];
-            let shared = shared_keys(&points[0], &self.instances[upstream[0]].point);
+            // `foreach = ["input.key"]`: only those keys of its points.
+            let keys = foreach.map(|f| f.keys.as_slice()).unwrap_or_default();
+            let upstream_point = &self.instances[upstream[0]].point;
+            if let Some(missing) = keys.iter().find(|k| !upstream_point.contains_key(k)) {
+                let swept: Vec<&str> = upstream_point.keys().collect();
+                return Err(Box::new(
+                    Diagnostic::at(
+                        source,
+                        foreach.and_then(|f| f.span.clone()).or_else(|| stage.span.clone()),
+                        format!("`foreach` maps over `{missing}` of `{input}`, but its instances are swept over {swept:?}"),
+                    )
+                    .in_stage(&stage.name),
+                ));
+            }
+            let shared = shared_keys(&points[0], upstream_point);
             let index = self.index_by(upstream, &shared);
             let mut next = Vec::new();
+            let mut seen = HashSet::new();
             for point in &points {
                 for &u in index.get(&project(point, &shared)).into_iter().flatten() {
                     let mut merged = point.clone();
                     for (k, v) in self.instances[u].point.iter() {
-                        merged.insert(k.clone(), v.clone());
+                        if keys.is_empty() || keys.iter().any(|key| key.as_str() == &**k) {
+                            merged.insert(k.clone(), v.clone());
+                        }
                     }
-                    next.push(merged);
+                    // Upstream instances that agree on the keys give one point.
+                    if keys.is_empty() || seen.insert(instance_id("", &merged)) {
+                        next.push(merged);
+                    }
                 }
             }
             if next.is_empty() {
@@ -365,7 +382,7 @@ impl Builder<'_> {
                 }
                 inputs.extend_from_slice(matched);
             }
-            let params = resolve_params(stage, &point, pipeline.seed);
+            let params = resolve_params(pipeline, s, &point);
             let job = (stage.kind.configure)(&params, &cx).map_err(|e| {
                 let where_ = if point.is_empty() {
                     String::new()
@@ -575,8 +592,10 @@ pub fn instance_id(stage: &str, point: &Point) -> String {
     id
 }
 
-/// The stage's parameters with this instance's own sweep values and the seed.
-fn resolve_params(stage: &StageDef, point: &Point, seed: u64) -> toml::Table {
+/// The stage's parameters with this instance's own sweep values, the seed and,
+/// for kinds that name it, the pipeline file.
+fn resolve_params(pipeline: &Pipeline, s: usize, point: &Point) -> toml::Table {
+    let stage = &pipeline.stages[s];
     let mut params = stage.params.clone();
     for sweep in stage.sweeps() {
         for axis in sweep.all_axes() {
@@ -586,7 +605,13 @@ fn resolve_params(stage: &StageDef, point: &Point, seed: u64) -> toml::Table {
         }
     }
     if stage.kind.takes_seed && !params.contains_key("seed") {
-        params.insert("seed".into(), toml::Value::Integer(seed as i64));
+        params.insert("seed".into(), toml::Value::Integer(pipeline.seed as i64));
+    }
+    if stage.kind.names_pipeline_file && !params.contains_key("pipeline_file") {
+        params.insert(
+            "pipeline_file".into(),
+            toml::Value::String(pipeline.shown_path.clone()),
+        );
     }
     params
 }

@@ -14,7 +14,7 @@ mod value;
 pub use cluster::{ExecutorKind, Placement, SlurmOptions, SlurmOverrides};
 pub use diagnostic::Diagnostic;
 pub use include::SweepFile;
-pub use parse::{Pipeline, StageDef};
+pub use parse::{Foreach, Pipeline, StageDef};
 pub use source::{Source, Span};
 pub use sweep::{Point, Sweep, SweepMode};
 pub use value::{

@@ -46,6 +46,10 @@ pub struct Pipeline {
     pub source: Source,
     /// Directory of the pipeline file; relative paths in parameters resolve here.
     pub base_dir: PathBuf,
+    /// The file as a run names it (`pipeline_file` of kinds that take it):
+    /// relative to the workspace once [`Pipeline::in_workspace`] placed it,
+    /// else as given.
+    pub shown_path: String,
     /// Stages in file order.
     pub stages: Vec<StageDef>,
     /// `[executor.slurm]`, defaults when absent.
@@ -61,8 +65,9 @@ pub struct StageDef {
     pub kind: &'static Kind,
     /// Stages whose outputs this stage reads, with where each is named.
     pub inputs: Vec<(String, Option<Span>)>,
-    /// Inputs this stage runs once per instance of (instead of receiving them all).
-    pub foreach: Vec<String>,
+    /// Inputs this stage runs once per instance of (instead of receiving them
+    /// all), or once per value of some of their swept keys.
+    pub foreach: Vec<Foreach>,
     /// The kind's parameters as written (sweeps not applied).
     pub params: toml::Table,
     /// Span of each parameter's key.
@@ -76,7 +81,24 @@ pub struct StageDef {
     pub placement: Placement,
 }
 
+/// One `foreach` entry: `"stage"` (one instance per instance of the input) or
+/// `"stage.key"` (one per distinct value of that swept key among its
+/// instances; several entries of one stage combine their keys).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Foreach {
+    pub stage: String,
+    /// The input's swept keys to map over; empty: its whole point.
+    pub keys: Vec<String>,
+    /// Where the entry is written, for errors about its keys.
+    pub span: Option<Span>,
+}
+
 impl StageDef {
+    /// The `foreach` entry naming `input`, if any.
+    pub fn foreach_of(&self, input: &str) -> Option<&Foreach> {
+        self.foreach.iter().find(|f| f.stage == input)
+    }
+
     /// Best location for an error about parameter `key` (`"split.train"` points at
     /// `split`): its sweep values, its key, or the stage header.
     pub fn span_of(&self, key: Option<&str>) -> Option<Span> {
@@ -148,6 +170,19 @@ impl Pipeline {
             p.source = source.clone();
             p
         })
+    }
+
+    /// Names the file relative to the workspace `root` when it lies under it
+    /// (what `scalepipe run` from the root takes), else by its absolute path.
+    pub fn in_workspace(mut self, root: &Path) -> Pipeline {
+        let path = self.source.path();
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        self.shown_path = absolute
+            .strip_prefix(root)
+            .unwrap_or(&absolute)
+            .display()
+            .to_string();
+        self
     }
 
     /// A stage by name.
@@ -250,6 +285,7 @@ impl<'a> Parser<'a> {
             seed,
             description,
             source: self.source.clone(),
+            shown_path: self.source.path().display().to_string(),
             base_dir,
             stages,
             slurm,
@@ -354,12 +390,39 @@ impl<'a> Parser<'a> {
             .string_list(table, "foreach")
             .map_err(in_stage)?
             .unwrap_or_default();
+        let mut mapped: Vec<Foreach> = Vec::new();
         for (f, f_span) in &foreach {
-            if !inputs.iter().any(|(i, _)| i == f) {
-                return Err(in_stage(self.error(
-                    f_span.clone(),
-                    format!("`foreach` names `{f}`, which is not in `inputs`"),
-                )));
+            let is_input = |name: &str| inputs.iter().any(|(i, _)| i == name);
+            // A whole input, else `input.key` (split at the last dot, so a
+            // stage name holding a dot still names itself).
+            let (stage, key) = if is_input(f) {
+                (f.as_str(), None)
+            } else {
+                match f.rsplit_once('.') {
+                    Some((stage, key)) if is_input(stage) && !key.is_empty() => (stage, Some(key)),
+                    _ => {
+                        return Err(in_stage(self.error(
+                            f_span.clone(),
+                            format!("`foreach` names `{f}`, which is not in `inputs` (name an input stage, or `stage.key` for one of its swept keys)"),
+                        )))
+                    }
+                }
+            };
+            match mapped.iter_mut().find(|m| m.stage == stage) {
+                Some(m) => {
+                    if key.is_none() || m.keys.is_empty() {
+                        return Err(in_stage(self.error(
+                            f_span.clone(),
+                            format!("`foreach` names `{stage}` twice: map over the whole stage or over some of its keys, not both"),
+                        )));
+                    }
+                    m.keys.extend(key.map(str::to_string));
+                }
+                None => mapped.push(Foreach {
+                    stage: stage.to_string(),
+                    keys: key.map(str::to_string).into_iter().collect(),
+                    span: f_span.clone(),
+                }),
             }
         }
 
@@ -465,7 +528,7 @@ impl<'a> Parser<'a> {
             span,
             kind,
             inputs,
-            foreach: foreach.into_iter().map(|(f, _)| f).collect(),
+            foreach: mapped,
             params,
             param_spans,
             sweep,

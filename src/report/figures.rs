@@ -195,20 +195,17 @@ fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
                     (*value, v)
                 }
             };
-            let curve = grid
-                .iter()
-                .map(|&v| {
-                    let (n, d) = at(v);
-                    (v, law.predict(n, d))
-                })
-                .collect();
-            chart.series.push(Series::line(None, colour, false, curve));
-            chart.series.extend(band_lines(
+            chart.series.extend(fitted_curve(
+                None,
                 colour,
-                band(&chinchilla_band, &grid, |l, v| {
+                false,
+                law,
+                &chinchilla_band,
+                &grid,
+                |l, v| {
                     let (n, d) = at(v);
                     Some(l.predict(n, d))
-                }),
+                },
             ));
         }
     }
@@ -225,6 +222,7 @@ fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
     } else {
         FormKind::PowerD
     };
+    let mut single_banded = false;
     for (k, fit) in g.fits.iter().enumerate() {
         let Some(law) = Law::of(&fit.doc) else {
             continue;
@@ -232,17 +230,6 @@ fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
         if law.kind() != single {
             continue;
         }
-        let curve = grid
-            .iter()
-            .map(|&v| {
-                let (n, d) = if x == Variable::N {
-                    (v, f64::NAN)
-                } else {
-                    (f64::NAN, v)
-                };
-                (v, law.predict(n, d))
-            })
-            .collect();
         // A single-variable fit covers one series (the fit refuses pooled
         // runs): draw it in that series' colour so the two read together.
         let series = fit_group(fit, x).and_then(|value| {
@@ -270,9 +257,23 @@ fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
                 format!("{} ({})", fit.id, single.name()),
             ),
         };
-        chart
-            .series
-            .push(Series::line(Some(label), colour, true, curve));
+        let replicates = Law::replicates(&fit.doc);
+        single_banded |= !replicates.is_empty();
+        chart.series.extend(fitted_curve(
+            Some(label),
+            colour,
+            true,
+            &law,
+            &replicates,
+            &grid,
+            |l, v| {
+                Some(if x == Variable::N {
+                    l.predict(v, f64::NAN)
+                } else {
+                    l.predict(f64::NAN, v)
+                })
+            },
+        ));
     }
     if let Some(e) = g.reference_e {
         chart
@@ -282,11 +283,16 @@ fn loss_vs(g: &Gathered, labels: &Labels, x: Variable) -> Option<Figure> {
     Some(Figure {
         stem: stem.to_string(),
         caption: format!(
-            "{} against {name} (log-log); colour is the other variable{}. Solid lines are the chinchilla fit at each series' value{}, dashed lines single-variable fits (one per series, in its colour){}.",
+            "{} against {name} (log-log); colour is the other variable{}. Solid lines are the chinchilla fit at each series' value{}, dashed lines single-variable fits (one per series, in its colour){}{}.",
             labels.loss(),
             if excluded.is_empty() { "" } else { "; rings are runs a fit excluded" },
             if chinchilla.is_some() && !chinchilla_band.is_empty() {
                 " (thin lines: its 95% bootstrap band)"
+            } else {
+                ""
+            },
+            if single_banded {
+                ", each with thin dashes bounding its 95% bootstrap band"
             } else {
                 ""
             },
@@ -305,22 +311,42 @@ fn replicates_of(g: &Gathered, kind: FormKind) -> Vec<Law> {
         .unwrap_or_default()
 }
 
-/// A band's two bounds as thin unlabelled lines in the curve's colour.
-fn band_lines(colour: Colour, band: Option<Band>) -> Vec<Series> {
+/// A band's two bounds as thin unlabelled lines in the curve's colour and
+/// style (dashed around a dashed curve).
+fn band_lines(colour: Colour, dashed: bool, band: Option<Band>) -> Vec<Series> {
     let Some((lo, hi)) = band else {
         return Vec::new();
     };
     [lo, hi]
         .into_iter()
         .map(|pts| {
-            let mut line = Series::line(None, colour, false, pts);
-            line.mark = Mark::Line {
-                dashed: false,
-                width: 1,
-            };
+            let mut line = Series::line(None, colour, dashed, pts);
+            line.mark = Mark::Line { dashed, width: 1 };
             line
         })
         .collect()
+}
+
+/// A fitted curve along `grid` (`value` of `law` at each x) and, with enough
+/// bootstrap `replicates`, the thin lines of its 95% band in the same colour:
+/// every fitted curve of every figure is drawn here, so all get their bands
+/// the same way.
+fn fitted_curve(
+    label: Option<String>,
+    colour: Colour,
+    dashed: bool,
+    law: &Law,
+    replicates: &[Law],
+    grid: &[f64],
+    value: impl Fn(&Law, f64) -> Option<f64>,
+) -> Vec<Series> {
+    let points = grid
+        .iter()
+        .filter_map(|&x| Some((x, value(law, x)?)))
+        .collect();
+    let mut out = vec![Series::line(label, colour, dashed, points)];
+    out.extend(band_lines(colour, dashed, band(replicates, grid, value)));
+    out
 }
 
 /// The one value of the variable a single-variable fit does not model (D
@@ -394,7 +420,7 @@ fn loss_vs_c(g: &Gathered, labels: &Labels) -> Option<Figure> {
         cs.iter().copied().fold(0.0, f64::max),
     );
     let mut fitted_e = None;
-    let mut banded = false;
+    let (mut banded, mut power_c_banded) = (false, false);
     for (k, fit) in g.fits.iter().enumerate() {
         let Some(law) = Law::of(&fit.doc) else {
             continue;
@@ -404,30 +430,29 @@ fn loss_vs_c(g: &Gathered, labels: &Labels) -> Option<Figure> {
         let grid = log_space(lo / 2.0, top, 100);
         match law.kind() {
             FormKind::Chinchilla => {
-                let frontier = grid
-                    .iter()
-                    .filter_map(|&c| law.optimum(c).map(|(_, _, l)| (c, l)))
-                    .collect();
                 let replicates = Law::replicates(&fit.doc);
-                chart.series.extend(band_lines(
-                    DARK,
-                    band(&replicates, &grid, |l, c| l.optimum(c).map(|(_, _, l)| l)),
-                ));
                 banded |= !replicates.is_empty();
-                chart.series.push(Series::line(
+                chart.series.extend(fitted_curve(
                     Some(format!("compute-optimal frontier ({})", fit.id)),
                     DARK,
                     false,
-                    frontier,
+                    &law,
+                    &replicates,
+                    &grid,
+                    |l, c| l.optimum(c).map(|(_, _, l)| l),
                 ));
             }
             FormKind::PowerC => {
-                let curve = grid.iter().map(|&c| (c, law.predict_c(c))).collect();
-                chart.series.push(Series::line(
+                let replicates = Law::replicates(&fit.doc);
+                power_c_banded |= !replicates.is_empty();
+                chart.series.extend(fitted_curve(
                     Some(format!("{} (power_c)", fit.id)),
                     categorical(k + 1),
                     true,
-                    curve,
+                    &law,
+                    &replicates,
+                    &grid,
+                    |l, c| Some(l.predict_c(c)),
                 ));
             }
             _ => continue,
@@ -466,8 +491,13 @@ fn loss_vs_c(g: &Gathered, labels: &Labels) -> Option<Figure> {
     Some(Figure {
         stem: "loss_vs_c".into(),
         caption: format!(
-            "Loss against training compute. The solid dark line is the fitted compute-optimal frontier (the best N and D = C/6N at each C){}, triangles the optima at the requested budgets, dashes the fitted irreducible loss E it approaches.",
-            if banded { ", the thin dark lines its 95% bootstrap band" } else { "" }
+            "Loss against training compute. The solid dark line is the fitted compute-optimal frontier (the best N and D = C/6N at each C){}, triangles the optima at the requested budgets, dashes the fitted irreducible loss E it approaches{}.",
+            if banded { ", the thin dark lines its 95% bootstrap band" } else { "" },
+            if power_c_banded {
+                "; a dashed power_c curve has thin dashes of its colour bounding its 95% bootstrap band"
+            } else {
+                ""
+            }
         ),
         chart,
     })
@@ -877,6 +907,133 @@ mod tests {
         let (_, l) = out[out.len() - 1];
         assert!((l - 1.5).abs() < 0.01, "{l}");
         assert_eq!(out[0], (1.0, 1.0));
+    }
+
+    /// Thin band lines (width 1) in `colour` among a chart's series.
+    fn band_lines_in(chart: &Chart, colour: Colour) -> usize {
+        chart
+            .series
+            .iter()
+            .filter(|s| {
+                s.colour == colour
+                    && s.label.is_none()
+                    && matches!(s.mark, Mark::Line { width: 1, .. })
+                    && !s.points.is_empty()
+            })
+            .count()
+    }
+
+    /// A bootstrapped fit of `form` to runs at one D along N (power_n and
+    /// power_c) with a little deterministic noise.
+    fn bootstrapped(
+        kind: FormKind,
+        runs: &[crate::fit::Observation],
+    ) -> super::super::gather::FitInput {
+        use crate::fit::bootstrap::BootstrapSettings;
+        use crate::fit::{Analysis, Form, Hooks, Irreducible};
+        let mut a = Analysis::new(Form::new(kind, Irreducible::Fixed(0.5)));
+        a.bootstrap = Some(BootstrapSettings {
+            replicates: 40,
+            random_starts: 1,
+            seed: 0,
+        });
+        let ids: Vec<String> = (0..runs.len()).map(|i| format!("run{i}")).collect();
+        let doc = a.run(&ids, runs, &Hooks::NONE).expect("fits");
+        assert_eq!(doc.band_log_parameters.len(), 40);
+        super::super::gather::FitInput {
+            stage: "fit".into(),
+            id: format!("fit_{}", kind.name()),
+            doc,
+            predictions: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn single_variable_and_compute_fits_get_bootstrap_bands() {
+        use super::super::gather::{Compute, RunSource};
+        let d = 1e5;
+        let runs: Vec<crate::fit::Observation> = (0..8)
+            .map(|i| {
+                let n = 100.0 * 2f64.powi(i);
+                let wobble = 1.0 + 0.01 * if i % 2 == 0 { 1.0 } else { -1.0 };
+                crate::fit::Observation {
+                    n,
+                    d,
+                    c: 6.0 * n * d,
+                    loss: (0.5 + 20.0 / n.powf(0.5)) * wobble,
+                }
+            })
+            .collect();
+        let rows = runs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| RunRow {
+                id: format!("run{i}"),
+                train_id: None,
+                n: Some(r.n),
+                d: Some(r.d),
+                c: Some(r.c),
+                loss: Some(r.loss),
+                train_loss: None,
+                status: "ok".into(),
+                time_s: None,
+                params: serde_json::Value::Null,
+            })
+            .collect();
+        let g = Gathered {
+            inputs: Vec::new(),
+            runs: rows,
+            run_source: RunSource::Eval,
+            curves: Vec::new(),
+            fits: vec![
+                bootstrapped(FormKind::PowerN, &runs),
+                bootstrapped(FormKind::PowerC, &runs),
+            ],
+            designs: Vec::new(),
+            true_law: None,
+            reference_e: None,
+            task: None,
+            d_unit: None,
+            compute: Compute::default(),
+        };
+        let labels = Labels {
+            loss_unit: None,
+            loss_kind: String::new(),
+            d_unit: "examples".into(),
+        };
+        let figs = figures(&g, &labels);
+        let find = |stem: &str| -> usize {
+            figs.iter()
+                .position(|f| f.stem == stem)
+                .unwrap_or_else(|| panic!("no figure {stem}"))
+        };
+        // The power_n fit's runs have no predictions here, so its colour is
+        // the fit's own (categorical 1); its curve is dashed, its band thin.
+        let n_chart = &figs[find("loss_vs_n")].chart;
+        assert_eq!(band_lines_in(n_chart, categorical(1)), 2);
+        let c_fig = &figs[find("loss_vs_c")];
+        assert_eq!(band_lines_in(&c_fig.chart, categorical(2)), 2);
+        assert!(c_fig.caption.contains("power_c curve has thin dashes"));
+        // Each band brackets its fitted curve (to within 1%) where it covers it.
+        let curve = n_chart
+            .series
+            .iter()
+            .find(|s| s.label.as_deref() == Some("fit_power_n (power_n)"))
+            .expect("the power_n curve");
+        let bands: Vec<&Series> = n_chart
+            .series
+            .iter()
+            .filter(|s| s.colour == categorical(1) && s.label.is_none())
+            .collect();
+        for (x, y) in &curve.points {
+            let at = |s: &Series| s.points.iter().find(|p| p.0 == *x).map(|p| p.1);
+            if let (Some(lo), Some(hi)) = (at(bands[0]), at(bands[1])) {
+                assert!(
+                    lo <= hi && lo <= *y * 1.01 && *y <= hi * 1.01,
+                    "{lo} {y} {hi}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -314,20 +314,56 @@ pub fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     ];
     let (k0, k1) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
     for set in sets {
-        let mut ticks: Vec<f64> = (k0..=k1)
-            .flat_map(|k| set.iter().map(move |m| m * 10f64.powi(k)))
-            .filter(|v| *v >= lo * (1.0 - 1e-9) && *v <= hi * (1.0 + 1e-9))
+        let mut ticks: Vec<(f64, f64)> = (k0..=k1)
+            .flat_map(|k| set.iter().map(move |&m| (m, m * 10f64.powi(k))))
+            .filter(|(_, v)| *v >= lo * (1.0 - 1e-9) && *v <= hi * (1.0 + 1e-9))
             .collect();
-        if ticks.len() >= 4 || (set.len() == 1 && ticks.len() >= 3) {
+        if set.len() == 1 {
             // Many decades: keep every second or third so labels do not collide.
             let stride = ticks.len().div_ceil(9);
             if stride > 1 {
                 ticks = ticks.into_iter().step_by(stride).collect();
             }
+        }
+        let ticks = spaced(ticks, lo, hi);
+        if ticks.len() >= 4 || (set.len() == 1 && ticks.len() >= 3) {
             return ticks;
         }
     }
     linear_ticks(lo, hi)
+}
+
+/// Closest two tick labels may sit on a log axis, as a fraction of its length:
+/// the top of a decade crowds its ticks (8, 9 and 10 are 5% of a decade's
+/// width apart), and their labels ran into each other (`9e41e5`).
+const MIN_TICK_GAP: f64 = 0.07;
+
+/// Ticks `(mantissa, value)` with no two closer than [`MIN_TICK_GAP`] of the
+/// axis `[lo, hi]` in log space, sorted. Rounder ticks win a conflict: powers of
+/// ten first, then 2 and 5, then the other multiples.
+fn spaced(ticks: Vec<(f64, f64)>, lo: f64, hi: f64) -> Vec<f64> {
+    let rank = |m: f64| {
+        if m == 1.0 {
+            0
+        } else if m == 2.0 || m == 5.0 {
+            1
+        } else if m.fract() == 0.0 {
+            2
+        } else {
+            3
+        }
+    };
+    let mut by_rank = ticks;
+    by_rank.sort_by_key(|&(m, _)| rank(m));
+    let gap = MIN_TICK_GAP * (hi / lo).log10();
+    let mut kept: Vec<f64> = Vec::new();
+    for (_, v) in by_rank {
+        if kept.iter().all(|k| (v / k).log10().abs() >= gap) {
+            kept.push(v);
+        }
+    }
+    kept.sort_by(f64::total_cmp);
+    kept
 }
 
 /// Round numbers evenly spaced on `[lo, hi]`, four to eight of them.
@@ -682,6 +718,20 @@ mod tests {
         assert!(t.iter().all(|v| (0.52..=0.58).contains(v)), "{t:?}");
         // Many decades are thinned to at most nine labels.
         assert!(log_ticks(1.0, 1e20).len() <= 9);
+        // The top of a decade is crowded: 9e4 and 1e5 sat 4.5% of this axis
+        // apart and their labels ran together; no two ticks are that close now,
+        // and the rounder ones stay.
+        let t = log_ticks(11_000.0, 115_000.0);
+        let span = (115_000f64 / 11_000.0).log10();
+        assert!(
+            t.windows(2)
+                .all(|w| (w[1] / w[0]).log10() >= MIN_TICK_GAP * span),
+            "{t:?}"
+        );
+        for round in [2e4, 5e4, 1e5] {
+            assert!(t.contains(&round), "{t:?}");
+        }
+        assert!(!t.contains(&9e4), "{t:?}");
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub const KIND: Kind = Kind {
     takes_seed: false,
     maps_inputs: false,
     inherits_inputs_of: None,
+    names_pipeline_file: false,
     configure,
 };
 

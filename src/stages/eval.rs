@@ -33,6 +33,7 @@ pub const KIND: Kind = Kind {
     takes_seed: false,
     maps_inputs: true,
     inherits_inputs_of: Some("train"),
+    names_pipeline_file: false,
     configure,
 };
 

@@ -197,6 +197,10 @@ pub struct Kind {
     /// lists a `train` stage and also receives the dataset that train read. The
     /// pipeline reader adds those inputs, so the DAG and fingerprints see them.
     pub inherits_inputs_of: Option<&'static str>,
+    /// Whether the kind takes a `pipeline_file` parameter; if the stage does not
+    /// set one, the file run is filled in (relative to the workspace), so a
+    /// report that names it re-renders when the file moves.
+    pub names_pipeline_file: bool,
     /// Parses and validates resolved parameters.
     pub configure: ConfigureFn,
 }

@@ -36,10 +36,14 @@ pub const KIND: Kind = Kind {
     //    mark excluded runs and style training curves by D; without `command`,
     //    Reproduce names the pipeline file the run started from.
     // 3: a per-group fit is labelled by its stage name and group value.
-    version: 3,
+    // 4: fitted power_n/power_d/power_c curves get bootstrap bands; Reproduce
+    //    names the pipeline file run, which enters the parameters
+    //    (`pipeline_file`), so moving the file re-renders the report.
+    version: 4,
     takes_seed: false,
     maps_inputs: false,
     inherits_inputs_of: None,
+    names_pipeline_file: true,
     configure,
 };
 
@@ -57,6 +61,12 @@ pub const PARAMS: &[ParamDoc] = &[
         "string",
         "scalepipe run <the pipeline file run>",
         "The command shown under Reproduce.",
+    ),
+    ParamDoc::new(
+        "pipeline_file",
+        "string",
+        "the file run, relative to the workspace",
+        "The pipeline file `scalepipe run` is shown with under Reproduce when `command` is not set; the engine fills it in, so moving the file re-renders the report.",
     ),
     ParamDoc::new(
         "reference_e",
@@ -87,6 +97,9 @@ struct ReportParams {
     /// The command that reproduces the results.
     #[serde(default)]
     command: Option<String>,
+    /// The file run, as the engine fills it in (relative to the workspace).
+    #[serde(default)]
+    pipeline_file: Option<String>,
     /// The true irreducible loss, overriding what the inputs declare.
     #[serde(default)]
     reference_e: Option<f64>,
@@ -102,8 +115,8 @@ struct ReportParams {
 #[derive(Debug)]
 struct ReportJob {
     title: String,
-    /// `None`: `scalepipe run` with the pipeline file the engine ran.
-    command: Option<String>,
+    /// The command shown under Reproduce.
+    command: String,
     reference_e: Option<f64>,
     loss_unit: Option<String>,
     d_unit: Option<String>,
@@ -126,7 +139,13 @@ fn configure(params: &toml::Table, cx: &ConfigureContext) -> Result<Box<dyn Job>
     }
     Ok(Box::new(ReportJob {
         title: p.title.unwrap_or_else(|| "Scaling-law report".into()),
-        command: p.command,
+        // Without either (a job configured outside a plan), a placeholder.
+        command: p.command.unwrap_or_else(|| {
+            format!(
+                "scalepipe run {}",
+                p.pipeline_file.as_deref().unwrap_or("<pipeline file>")
+            )
+        }),
         reference_e: p.reference_e,
         loss_unit: p.loss_unit,
         d_unit: p.d_unit,
@@ -200,13 +219,7 @@ impl Job for ReportJob {
 
         let header = Header {
             title: self.title.clone(),
-            command: self.command.clone().unwrap_or_else(|| {
-                let file = ctx.pipeline_file().map_or_else(
-                    || "<pipeline file>".to_string(),
-                    |f| f.display().to_string(),
-                );
-                format!("scalepipe run {file}")
-            }),
+            command: self.command.clone(),
             fingerprint: inputs_fingerprint(ctx),
             reference_e: g.reference_e,
             reference_source,

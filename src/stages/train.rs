@@ -38,6 +38,7 @@ pub const KIND: Kind = Kind {
     takes_seed: true,
     maps_inputs: true,
     inherits_inputs_of: None,
+    names_pipeline_file: false,
     configure,
 };
 

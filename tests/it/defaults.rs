@@ -423,6 +423,212 @@ tokens = 4000
     }
 }
 
+/// A labelled CSV table of `rows` rows: a text column and a two-class label.
+fn labelled_table(rows: usize) -> String {
+    let mut csv = String::from("text,label\n");
+    for i in 0..rows {
+        let (word, label) = if i % 3 == 0 {
+            ("good", "pos")
+        } else {
+            ("bad", "neg")
+        };
+        csv.push_str(&format!("{word} film number {i},{label}\n"));
+    }
+    csv
+}
+
+#[test]
+fn n_sweep_over_a_prefix_stage_reads_the_table_once() {
+    let ws = Workspace::new();
+    ws.write("t.csv", &labelled_table(1000));
+    let table = r#"kind = "dataset.csv"
+path = "t.csv"
+text = "text"
+label = "label"
+task = "classification"
+max_len = 6
+split = { val = 100, test = 100 }"#;
+    ws.write(
+        "p.toml",
+        &format!(
+            r#"
+[pipeline]
+name = "p"
+seed = 5
+[stages.table]
+{table}
+[stages.data]
+kind = "dataset.prefix"
+inputs = ["table"]
+[stages.data.sweep]
+n = [100, 200, 400]
+[stages.direct]
+{table}
+n = 200
+[stages.wrong]
+kind = "dataset.prefix"
+inputs = ["table"]
+tokens = 100
+"#
+        ),
+    );
+    let out = ws.run(&["run", "p.toml", "--json", "--keep-going"]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    let json = out.json();
+    // Asking a table for tokens fails, naming the unit it takes.
+    assert_eq!(crate::harness::ids(&json, "failed"), ["wrong"]);
+    assert!(
+        out.stderr.contains("give its size as `n` (rows)"),
+        "{}",
+        out.stderr
+    );
+    let executed = crate::harness::ids(&json, "executed");
+    assert_eq!(
+        executed.iter().filter(|id| id.starts_with("table")).count(),
+        1
+    );
+    // Only the table stage (and the direct loader) read the file.
+    assert!(log_of(&ws, "p", "table").contains("read t.csv: 1000 rows"));
+    for n in [100, 200, 400] {
+        let id = format!("data[n={n}]");
+        let log = log_of(&ws, "p", &id);
+        assert!(!log.contains("read t.csv"), "{log}");
+        assert!(
+            log.contains(&format!("first {n} of 800 training rows")),
+            "{log}"
+        );
+        let m = meta(&ws, "p", &id);
+        assert_eq!(m["n_train"], n);
+        assert_eq!(m["vocab"], meta(&ws, "p", "table")["vocab"]);
+        let dir = format!("results/p/{id}");
+        for file in ["val.parquet", "test.parquet", "source.parquet"] {
+            assert_eq!(
+                std::fs::read(ws.join(&format!("{dir}/{file}"))).unwrap(),
+                std::fs::read(ws.join(&format!("results/p/table/{file}"))).unwrap(),
+                "{file}"
+            );
+        }
+        let train =
+            scalepipe::data::read_table(&ws.join(&dir), scalepipe::data::Split::Train).unwrap();
+        assert_eq!(train.rows, n);
+    }
+    // The same rows as dataset.csv with that `n`, byte for byte.
+    for file in ["train.parquet", "val.parquet", "test.parquet"] {
+        assert_eq!(
+            std::fs::read(ws.join(&format!("results/p/data[n=200]/{file}"))).unwrap(),
+            std::fs::read(ws.join(&format!("results/p/direct/{file}"))).unwrap(),
+            "{file}"
+        );
+    }
+}
+
+/// A table a `command` stage writes: the loader names the file in its input's
+/// outputs, reads it when it runs, and follows the input when it changes.
+#[test]
+fn a_table_loader_reads_the_file_its_input_stage_wrote() {
+    let ws = Workspace::new();
+    let pipeline = |rows: usize, path: &str| {
+        format!(
+            r#"
+[pipeline]
+name = "p"
+[stages.make]
+kind = "command"
+cmd = "python3 -c 'import sys; sys.stdout.write(open(sys.argv[1]).read())' {src} > made.csv"
+src = "{src}"
+[stages.table]
+kind = "dataset.csv"
+inputs = ["make"]
+path = "{path}"
+text = "text"
+label = "label"
+task = "classification"
+split = {{ val = 10, test = 10 }}
+"#,
+            src = ws.join(&format!("src{rows}.csv")).display()
+        )
+    };
+    ws.write("src100.csv", &labelled_table(100));
+    ws.write("src120.csv", &labelled_table(120));
+    ws.write("p.toml", &pipeline(100, "made.csv"));
+    ws.run(&["run", "p.toml"]).success();
+    assert!(log_of(&ws, "p", "table").contains("read made.csv: 100 rows"));
+    assert_eq!(meta(&ws, "p", "table")["n_train"], 80);
+    // A new table upstream re-runs the loader, which reads the new rows.
+    ws.write("p.toml", &pipeline(120, "made.csv"));
+    ws.run(&["run", "p.toml"]).success();
+    assert_eq!(meta(&ws, "p", "table")["n_train"], 100);
+    // A file the input did not write fails the stage, naming it.
+    ws.write("p.toml", &pipeline(120, "other.csv"));
+    let out = ws.run(&["run", "p.toml"]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(
+        out.stderr.contains("wrote no file `other.csv`"),
+        "{}",
+        out.stderr
+    );
+    // A path leaving the input's directory is refused before anything runs.
+    ws.write("p.toml", &pipeline(120, "../made.csv"));
+    let out = ws.run(&["run", "p.toml"]);
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert!(
+        out.stderr
+            .contains("names a file in that stage's output directory"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// An eval that takes longer than the training it measures (one step of
+/// training, a large validation split scored whole) warns in its log and on
+/// the terminal; a capped one beside it does not.
+#[test]
+fn an_eval_longer_than_its_training_warns_in_log_and_terminal() {
+    let ws = Workspace::new();
+    ws.write(
+        "p.toml",
+        r#"
+[pipeline]
+name = "p"
+seed = 0
+[stages.data]
+kind = "dataset.markov_text"
+vocab = 8
+tokens = 2000
+split = { val = 200000, test = 1000 }
+[stages.train]
+kind = "train"
+inputs = ["data"]
+model = "transformer"
+d_model = 64
+n_layers = 2
+n_heads = 4
+context = 64
+batch_size = 1
+steps = 1
+[stages.eval]
+kind = "eval"
+inputs = ["train"]
+max_tokens = 200000
+[stages.capped]
+kind = "eval"
+inputs = ["train"]
+max_tokens = 640
+"#,
+    );
+    let out = ws.run(&["run", "p.toml"]).success();
+    assert!(
+        out.stderr.contains("warning eval: evaluation took"),
+        "{}",
+        out.stderr
+    );
+    let log = log_of(&ws, "p", "eval");
+    assert!(log.contains("warning: evaluation took"), "{log}");
+    assert!(log.contains("lower `max_tokens`"), "{log}");
+    assert!(!out.stderr.contains("warning capped:"), "{}", out.stderr);
+    assert!(!log_of(&ws, "p", "capped").contains("evaluation took"));
+}
+
 #[test]
 fn word_min_count_maps_rare_words_to_unknown() {
     let ws = Workspace::new();

@@ -173,6 +173,12 @@ cmd = "true"
 inputs = ["data"]
 sweep_mode = "zip"
 sweep = { d = [10, 20], lr = [0.1, 0.01] }
+
+[stages.per_w]
+kind = "command"
+cmd = "true"
+inputs = ["train"]
+foreach = ["train.w"]
 "#,
     );
     let out = ws.run(&["dag", "p.toml", "--format", "mermaid"]).success();
@@ -209,8 +215,21 @@ sweep = { d = [10, 20], lr = [0.1, 0.01] }
     // Zip pairs values instead of crossing them.
     assert!(edges("data[d=20]", "zipped[d=20,lr=0.01]"));
     assert!(!out.stdout.contains("zipped[d=10,lr=0.01]"));
+    // foreach over one key: one per_w instance per value of w, each reading
+    // the train instances of that w at every d.
+    for w in [1, 2] {
+        for d in [10, 20] {
+            let train = format!("train[d={d},w={w}]");
+            assert!(edges(&train, &format!("per_w[w={w}]")), "{train}");
+            assert!(!edges(&train, &format!("per_w[w={}]", 3 - w)), "{train}");
+        }
+    }
+    assert!(!out.stdout.contains("per_w[d="));
     let plan = ws.run(&["plan", "p.toml", "--json"]).success().json();
-    assert_eq!(plan["stages"].as_array().unwrap().len(), 2 + 4 + 4 + 1 + 2);
+    assert_eq!(
+        plan["stages"].as_array().unwrap().len(),
+        2 + 4 + 4 + 1 + 2 + 2
+    );
 }
 
 /// Shell text that waits, polling, until `count` files are in `dir`; after 3000

@@ -65,6 +65,10 @@ const CASES: &[(&str, usize, &str)] = &[
     ("[pipeline]\nname = \"x\"\n[stages.a]\nkind = \"command\"\ncmd = \"true\"\nthreads = 0\n", 6, "integer >= 1"),
     // 29: a duplicated sweep value
     ("[pipeline]\nname = \"x\"\n[stages.a]\nkind = \"command\"\ncmd = \"true\"\nsweep = { n = [1, 1] }\n", 6, "twice"),
+    // 30: foreach over a key its input is not swept over (located at the entry)
+    ("[pipeline]\nname = \"x\"\n[stages.a]\nkind = \"command\"\ncmd = \"true\"\nsweep = { n = [1, 2] }\n[stages.b]\nkind = \"command\"\ncmd = \"true\"\ninputs = [\"a\"]\nforeach = [\"a.m\"]\n", 11, "maps over `m` of `a`"),
+    // 31: foreach over a whole input and one of its keys
+    ("[pipeline]\nname = \"x\"\n[stages.a]\nkind = \"command\"\ncmd = \"true\"\nsweep = { n = [1, 2] }\n[stages.b]\nkind = \"command\"\ncmd = \"true\"\ninputs = [\"a\"]\nforeach = [\"a\", \"a.n\"]\n", 11, "names `a` twice"),
 ];
 
 #[test]

@@ -349,3 +349,44 @@ fn report_rejects_unknown_parameters_and_needs_inputs() {
         out.stderr
     );
 }
+
+/// Without `command`, Reproduce names the pipeline file run, relative to the
+/// workspace. The path is one of the report's parameters: moving the file
+/// re-renders the report (and nothing else), which then names the new path.
+#[test]
+fn reproduce_names_the_pipeline_file_run_and_follows_a_move() {
+    let ws = Workspace::new();
+    let text = r#"
+[pipeline]
+name = "moved"
+seed = 1
+[stages.sim]
+kind = "simulate"
+[stages.sim.sweep]
+n = [1e7, 1e8, 1e9]
+d = [1e9, 1e10]
+[stages.fit]
+kind = "fit"
+inputs = ["sim"]
+form = "chinchilla"
+[stages.report]
+kind = "report"
+inputs = ["fit", "sim"]
+"#;
+    ws.write("studies/a.toml", text);
+    let first = ws
+        .run(&["run", "studies/a.toml", "--workspace", ".", "--json"])
+        .success()
+        .json();
+    assert!(ids(&first, "executed").contains(&"report".to_string()));
+    let md = ws.read("results/moved/report/report.md");
+    assert!(md.contains("scalepipe run studies/a.toml"), "{md}");
+    assert!(md.contains("scalepipe plan studies/a.toml"), "{md}");
+
+    std::fs::rename(ws.join("studies/a.toml"), ws.join("b.toml")).unwrap();
+    let second = ws.run(&["run", "b.toml", "--json"]).success().json();
+    assert_eq!(ids(&second, "executed"), ["report"]);
+    let md = ws.read("results/moved/report/report.md");
+    assert!(md.contains("scalepipe run b.toml"), "{md}");
+    assert!(!md.contains("studies/a.toml"), "{md}");
+}

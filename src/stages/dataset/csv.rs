@@ -16,6 +16,7 @@ pub const KIND: Kind = Kind {
     takes_seed: true,
     maps_inputs: false,
     inherits_inputs_of: None,
+    names_pipeline_file: false,
     configure,
 };
 

@@ -26,6 +26,7 @@ pub const KIND: Kind = Kind {
     takes_seed: true,
     maps_inputs: false,
     inherits_inputs_of: None,
+    names_pipeline_file: false,
     configure,
 };
 
@@ -219,6 +220,10 @@ impl Job for IdxJob {
         if count == 0 {
             return Err(DataError::invalid(&self.images.path, "the file holds no images").into());
         }
+        ctx.log(&format!(
+            "read {} and {}: {count} images",
+            self.images.written, self.labels.written
+        ));
         let pixels: usize = images.dims[1..].iter().product();
         let classes = labels.data.iter().copied().max().unwrap_or(0) as usize + 1;
 

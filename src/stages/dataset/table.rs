@@ -45,7 +45,7 @@ enum Tokenizer {
 /// The reference of the table loaders' shared parameters ([`crate::kinds_doc`]):
 /// all of `dataset.parquet`'s, and `dataset.csv`'s but `separator`.
 pub const TABLE_PARAMS: &[ParamDoc] = &[
-    ParamDoc::new("path", "string", "required", "The table file, relative to the pipeline file."),
+    ParamDoc::new("path", "string", "required", "The table file, relative to the pipeline file; with an input stage (one `command` that writes the table), a file in that stage's output directory."),
     ParamDoc::new("label", "string", "required", "The target column."),
     ParamDoc::new("task", "\"regression\" | \"classification\"", "required", "Real-valued target (MSE) or class labels (cross-entropy)."),
     ParamDoc::new("features", "list of strings", "every other numeric column", "Numeric feature columns."),
@@ -105,11 +105,14 @@ struct TextColumn {
 }
 
 /// A configured table loader.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct TableJob {
     kind: &'static str,
     format: Format,
+    /// The table: a file of the project, or (`from_input`) a file its one input
+    /// stage wrote, named relative to that stage's output directory.
     file: InputFile,
+    from_input: bool,
     label: String,
     task: TaskName,
     features: Option<Vec<String>>,
@@ -129,7 +132,12 @@ pub(super) fn configure(
 ) -> Result<Box<dyn Job>, ParamError> {
     let p: Params = parse_params(params)?;
     p.split.validate()?;
-    let file = InputFile::existing("path", &p.path, cx)?;
+    let from_input = !cx.input_kinds.is_empty();
+    let file = if from_input {
+        input_table(&p.path, cx)?
+    } else {
+        InputFile::existing("path", &p.path, cx)?
+    };
     let format = match (csv, &p.separator) {
         (false, Some(_)) => {
             return Err(ParamError::at(
@@ -231,6 +239,7 @@ pub(super) fn configure(
         kind,
         format,
         file,
+        from_input,
         label: p.label,
         task: p.task,
         features: p.features,
@@ -242,7 +251,59 @@ pub(super) fn configure(
     }))
 }
 
+/// A table an input stage writes (a `command` that exports one): `path` names a
+/// file in that stage's output directory, found when the stage runs. Its
+/// content is the input's, whose fingerprint this stage's key already holds.
+fn input_table(path: &str, cx: &ConfigureContext) -> Result<InputFile, ParamError> {
+    if cx.input_kinds.len() != 1 {
+        return Err(ParamError::new(format!(
+            "a table loader reads its own file or one written by one input stage; got {} inputs [{}]",
+            cx.input_kinds.len(),
+            cx.input_kinds.join(", ")
+        )));
+    }
+    let relative = std::path::Path::new(path);
+    let inside = relative
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if path.is_empty() || !inside {
+        return Err(ParamError::at(
+            "path",
+            "with an input stage, `path` names a file in that stage's output directory (e.g. \"table.csv\"), not an absolute path or one leaving it",
+        ));
+    }
+    Ok(InputFile {
+        written: path.to_string(),
+        path: relative.to_path_buf(),
+    })
+}
+
 impl TableJob {
+    /// The loader with its file located in the input instance's outputs.
+    fn located(&self, ctx: &StageContext) -> Result<TableJob, StageError> {
+        let [input] = ctx.inputs() else {
+            return Err(StageError::msg(format!(
+                "a table loader with an input stage reads one input instance, got {}",
+                ctx.inputs().len()
+            )));
+        };
+        let path = input.dir.join(&self.file.written);
+        if !path.is_file() {
+            return Err(StageError::msg(format!(
+                "{} ({}) wrote no file `{}` for this stage to read",
+                input.id, input.kind, self.file.written
+            )));
+        }
+        Ok(TableJob {
+            file: InputFile {
+                written: self.file.written.clone(),
+                path,
+            },
+            from_input: false,
+            ..self.clone()
+        })
+    }
+
     fn path(&self) -> &std::path::Path {
         &self.file.path
     }
@@ -509,16 +570,23 @@ fn take(x: &[f32], cols: usize, y: &Targets, idx: &[usize]) -> Table {
 
 impl Job for TableJob {
     fn files(&self) -> Vec<PathBuf> {
+        if self.from_input {
+            return Vec::new();
+        }
         vec![self.file.path.clone()]
     }
 
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
+        if self.from_input {
+            return self.located(ctx)?.run(ctx);
+        }
         let out = ctx.out_dir();
         ctx.progress(0, 3, "reading");
         let df = self.load()?;
         if df.height() == 0 {
             return Err(self.invalid("the table has no rows").into());
         }
+        ctx.log(&format!("read {}: {} rows", self.file.written, df.height()));
         self.column(&df, &self.label, "label")?;
         let feature_names = self.feature_names(&df);
         let mut used = feature_names.clone();
