@@ -127,10 +127,7 @@ impl Model {
                 let n = y.len();
                 mse(out, dev.tensor_from_vec(y.clone(), (n, 1)))
             }
-            Targets::Classes(y) => {
-                let n = y.len();
-                cross_entropy(out, dev.tensor_from_vec(y.clone(), (n,)))
-            }
+            Targets::Classes(y) => cross_entropy(out, y),
         };
         (loss, kept)
     }

@@ -11,6 +11,7 @@ mod engine;
 mod faults;
 mod fit;
 mod formats;
+mod fused;
 mod harness;
 mod malformed;
 mod report;
