@@ -3,14 +3,15 @@
 //!
 //! `fused_ops OP IMPL [REPS]` runs REPS (default 4) forward and backward passes
 //! of OP (`layer_norm`, `bias`, `bias_gelu`, `cross_entropy`, `causal_softmax`)
-//! as IMPL (`fused` or `composed`), at the shapes of one layer of the benchmark's
+//! as IMPL (`fused`, `composed`, or `none`: the harness alone, OP replaced by the
+//! identity), at the shapes of one layer of the benchmark's
 //! d128 transformer: 16 sequences of 64 tokens (1,024 rows), d_model 128, MLP
 //! width 512, vocabulary 256, 4 heads. Count only the passes with
 //!
 //!     valgrind --tool=callgrind --toggle-collect='*measured*' fused_ops layer_norm fused
 //!
 //! Each pass also sums the output (with weights) to seed the backward pass, the
-//! same work for both IMPLs.
+//! same work for every IMPL: subtract the `none` count to get the op's own.
 
 use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -32,17 +33,29 @@ const HEADS: (usize, usize, usize, usize) = (16, 4, 64, 64);
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "fused_ops OP (layer_norm|bias|bias_gelu|cross_entropy|causal_softmax) IMPL (fused|composed) [REPS]";
+    let usage = "fused_ops OP (layer_norm|bias|bias_gelu|cross_entropy|causal_softmax) IMPL (fused|composed|none) [REPS]";
     let (op, imp) = match (args.first(), args.get(1)) {
         (Some(op), Some(imp)) => (op.as_str(), imp.as_str()),
         _ => panic!("{usage}"),
     };
-    let fused = match imp {
-        "fused" => true,
-        "composed" => false,
+    let (fused, none) = match imp {
+        "fused" => (true, false),
+        "composed" => (false, false),
+        "none" => (false, true),
         _ => panic!("{usage}"),
     };
     let reps: usize = args.get(2).map_or(4, |r| r.parse().expect("REPS"));
+    // On one rayon thread, which also runs `main`'s work: the fused kernels'
+    // parallel loops then run inside `measured`, where callgrind counts.
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(|| run(op, fused, none, reps));
+}
+
+fn run(op: &str, fused: bool, none: bool, reps: usize) {
+    let usage = "fused_ops OP IMPL [REPS]: unknown OP";
     // As in training: dfdx's allocation cache on.
     let dev = Cpu::seed_from_u64(0);
     dev.enable_cache();
@@ -61,7 +74,9 @@ fn main() {
                 );
                 let (gain, shift) = (vector(random(D_MODEL)), vector(random(D_MODEL)));
                 measured(&x, |x| {
-                    let y = if fused {
+                    let y = if none {
+                        x
+                    } else if fused {
                         Cpu::layer_norm(x, &gain, &shift, LAYER_NORM_EPS)
                     } else {
                         layer_norm_composed(x, &gain, &shift, LAYER_NORM_EPS)
@@ -75,7 +90,9 @@ fn main() {
                 let (x, w) = (rows(f, random(ROWS * f)), rows(f, random(ROWS * f)));
                 let bias = vector(random(f));
                 measured(&x, |x| {
-                    let y = if fused {
+                    let y = if none {
+                        x
+                    } else if fused {
                         Cpu::bias_act(x, &bias, act)
                     } else {
                         bias_act_composed(x, &bias, act)
@@ -90,7 +107,9 @@ fn main() {
                     .map(|u| ((u + 1.0) / 2.0 * (VOCAB - 1) as f32) as usize)
                     .collect();
                 measured(&x, |x| {
-                    if fused {
+                    if none {
+                        x.sum()
+                    } else if fused {
                         Cpu::cross_entropy(x, &targets)
                     } else {
                         cross_entropy_composed(x, &targets)
@@ -102,7 +121,9 @@ fn main() {
                 let x = dev.tensor_from_vec(random(b * h * q * k), HEADS);
                 let w = dev.tensor_from_vec(random(b * h * q * k), HEADS);
                 measured(&x, |x| {
-                    let y = if fused {
+                    let y = if none {
+                        x
+                    } else if fused {
                         Cpu::causal_softmax(x, 0.25)
                     } else {
                         causal_softmax_composed(x, 0.25)
@@ -113,7 +134,7 @@ fn main() {
             _ => panic!("{usage}"),
         };
     }
-    println!("{op} {imp}: {reps} passes, checksum {checksum}");
+    println!("{op} fused={fused} none={none}: {reps} passes, checksum {checksum}");
 }
 
 /// One forward and backward pass of `f` on `x`; returns the loss.

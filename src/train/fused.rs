@@ -395,10 +395,16 @@ impl FusedOps for Cpu {
 impl FusedOps for dfdx::tensor::Cuda {}
 
 /// A new tensor holding `values`, in a buffer taken from dfdx's allocation
-/// cache. (`tensor_from_vec` would hand the `Vec` itself to the tensor; with the
-/// cache on, as training and evaluation turn it on, that buffer joins the cache
-/// when the tensor is dropped and is never freed: a buffer more every step.)
-fn upload<S: Shape>(dev: &Cpu, values: &[f32], shape: S) -> Tensor<S, f32, Cpu> {
+/// cache. `tensor_from_vec` would hand the `Vec` itself to the tensor: with the
+/// cache on (training and evaluation turn it on), that buffer joins the cache
+/// when the tensor is dropped and is never freed, so a tensor made that way in
+/// every step grows the cache by its size every step (a 4 MB/step leak of the
+/// d128 benchmark transformer before the fused ops used this).
+pub fn upload<D, S>(dev: &D, values: &[f32], shape: S) -> Tensor<S, f32, D>
+where
+    D: dfdx::tensor_ops::Device<f32>,
+    S: Shape,
+{
     let mut t = dev.zeros_like(&shape);
     t.copy_from(values);
     t
