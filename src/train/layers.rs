@@ -22,13 +22,22 @@ pub struct Linear {
 
 impl Linear {
     pub fn forward<D: Backend, T: Tape<f32, D>>(&self, p: &Params<D>, x: Act<D, T>) -> Act<D, T> {
+        self.forward_act(p, x, None)
+    }
+
+    /// `act(x W + b)`: the bias add and the activation are one fused op
+    /// ([`super::fused::FusedOps::bias_act`]) on devices that have it.
+    pub fn forward_act<D: Backend, T: Tape<f32, D>>(
+        &self,
+        p: &Params<D>,
+        x: Act<D, T>,
+        act: Option<Activation>,
+    ) -> Act<D, T> {
         let y = x.matmul(p.matrix::<NoneTape>(self.weight));
-        match self.bias {
-            Some(b) => {
-                let shape = *y.shape();
-                y + p.vector::<NoneTape>(b).broadcast_like::<_, Axis<0>>(&shape)
-            }
-            None => y,
+        match (self.bias, act) {
+            (Some(b), _) => D::bias_act(y, &p.vector::<NoneTape>(b), act),
+            (None, Some(act)) => act.apply(y),
+            (None, None) => y,
         }
     }
 }
@@ -44,14 +53,14 @@ pub struct LayerNorm {
 pub const LAYER_NORM_EPS: f64 = 1e-5;
 
 impl LayerNorm {
+    /// One fused op ([`super::fused::FusedOps::layer_norm`]) on devices that have it.
     pub fn forward<D: Backend, T: Tape<f32, D>>(&self, p: &Params<D>, x: Act<D, T>) -> Act<D, T> {
-        let shape = *x.shape();
-        let x = x.normalize::<Axis<1>>(LAYER_NORM_EPS);
-        x * p
-            .vector::<NoneTape>(self.gain)
-            .broadcast_like::<_, Axis<0>>(&shape)
-            + p.vector::<NoneTape>(self.shift)
-                .broadcast_like::<_, Axis<0>>(&shape)
+        D::layer_norm(
+            x,
+            &p.vector::<NoneTape>(self.gain),
+            &p.vector::<NoneTape>(self.shift),
+            LAYER_NORM_EPS,
+        )
     }
 }
 
@@ -66,7 +75,12 @@ pub enum Activation {
 }
 
 impl Activation {
-    pub fn apply<D: Backend, T: Tape<f32, D>>(self, x: Act<D, T>) -> Act<D, T> {
+    /// The activation as composed dfdx ops (see [`super::fused::FusedOps::bias_act`] for the
+    /// fused bias add and activation).
+    pub fn apply<D: dfdx::tensor_ops::Device<f32>, T: Tape<f32, D>>(
+        self,
+        x: Act<D, T>,
+    ) -> Act<D, T> {
         match self {
             Activation::Relu => x.relu(),
             Activation::Gelu => gelu(x),
@@ -81,23 +95,20 @@ impl Activation {
 /// ops whose CPU kernels are cheap: `fast_gelu` calls libm's `tanhf` in its
 /// forward and backward kernels and cost 3-4x more per element, which made it the
 /// largest non-matmul cost of a transformer step (bench/train/RESULTS.md).
-pub fn gelu<D: Backend, T: Tape<f32, D>>(x: Act<D, T>) -> Act<D, T> {
+pub fn gelu<D: dfdx::tensor_ops::Device<f32>, T: Tape<f32, D>>(x: Act<D, T>) -> Act<D, T> {
     let two_sqrt_2_over_pi = (8.0 / std::f64::consts::PI).sqrt() as f32;
     let u =
         (x.retaped::<T>().square() * 0.044715f32 + 1.0f32) * x.retaped::<T>() * two_sqrt_2_over_pi;
     x * u.sigmoid()
 }
 
-/// Mean cross-entropy (nats) of `logits` `(n, classes)` against class indices.
+/// Mean cross-entropy (nats) of `logits` `(n, classes)` against class indices:
+/// one fused op ([`super::fused::FusedOps::cross_entropy`]) on devices that have it.
 pub fn cross_entropy<D: Backend, T: Tape<f32, D>>(
     logits: Act<D, T>,
-    targets: Tensor<(usize,), usize, D>,
+    targets: &[usize],
 ) -> Tensor<Rank0, f32, D, T> {
-    logits
-        .log_softmax::<Axis<1>>()
-        .select(targets)
-        .mean::<Rank0, _>()
-        .negate()
+    D::cross_entropy(logits, targets)
 }
 
 /// Mean squared error of `pred` `(n, 1)` against targets.

@@ -104,10 +104,7 @@ impl Mlp {
         let last = self.layers.len() - 1;
         let mut h = x;
         for (i, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(p, h);
-            if i < last {
-                h = self.spec.activation.apply(h);
-            }
+            h = layer.forward_act(p, h, (i < last).then_some(self.spec.activation));
         }
         h
     }

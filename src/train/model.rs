@@ -6,6 +6,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::batches::{Batch, Inputs, Targets};
+use super::fused::upload;
 use super::layers::{cross_entropy, mse, Act};
 use super::mlp::{Mlp, MlpSpec};
 use super::params::Params;
@@ -98,7 +99,7 @@ impl Model {
         let dev = p.device();
         match (self, &batch.inputs) {
             (Model::Mlp(m), Inputs::Features { x, cols }) => {
-                let x = dev.tensor_from_vec(x.clone(), (batch.rows, *cols));
+                let x = upload(dev, x, (batch.rows, *cols));
                 m.forward(p, x.put_tape(tape))
             }
             (Model::Transformer(m), Inputs::Ids { ids, cols }) => {
@@ -119,18 +120,11 @@ impl Model {
         batch: &Batch,
         tape: T,
     ) -> (Tensor<Rank0, f32, D, T>, Act<D, NoneTape>) {
-        let dev = p.device().clone();
         let out = self.forward(p, batch, tape);
         let kept = out.retaped::<NoneTape>();
         let loss = match &batch.targets {
-            Targets::Values(y) => {
-                let n = y.len();
-                mse(out, dev.tensor_from_vec(y.clone(), (n, 1)))
-            }
-            Targets::Classes(y) => {
-                let n = y.len();
-                cross_entropy(out, dev.tensor_from_vec(y.clone(), (n,)))
-            }
+            Targets::Values(y) => mse(out, upload(p.device(), y, (y.len(), 1))),
+            Targets::Classes(y) => cross_entropy(out, y),
         };
         (loss, kept)
     }

@@ -205,7 +205,7 @@ impl Transformer {
             x = x + blk.out.forward(p, y);
 
             let m = blk.ln2.forward(p, x.retaped::<T>());
-            let m = Activation::Gelu.apply(blk.fc.forward(p, m));
+            let m = blk.fc.forward_act(p, m, Some(Activation::Gelu));
             x = x + blk.proj.forward(p, m);
         }
 

@@ -13,6 +13,7 @@ mod engine;
 mod faults;
 mod fit;
 mod formats;
+mod fused;
 mod harness;
 mod malformed;
 mod report;
