@@ -22,7 +22,7 @@ pub struct Linear {
 
 impl Linear {
     pub fn forward<D: Backend, T: Tape<f32, D>>(&self, p: &Params<D>, x: Act<D, T>) -> Act<D, T> {
-        let y = x.matmul(p.matrix::<NoneTape>(self.weight));
+        let y = D::gemm_nn(x, p.matrix::<NoneTape>(self.weight));
         match self.bias {
             Some(b) => {
                 let shape = *y.shape();

@@ -13,6 +13,7 @@ mod fit;
 mod formats;
 mod harness;
 mod malformed;
+mod matmul;
 mod report;
 mod seeds;
 mod slurm;
