@@ -5,6 +5,12 @@
 //! all cores). Prints one JSON line: units per second, achieved GFLOP/s (exact
 //! matrix-product FLOPs) and the time split between forward, backward and the
 //! AdamW update, measured after two warm-up steps.
+//!
+//! `bench_train gemm M K N` times one `(M, K) x (K, N)` f32 product three ways:
+//! dfdx's matmul (gemm 0.15), `MatMulOps::gemm_nn` as training calls it (gemm
+//! 0.19, inputs copied and output allocated), and gemm 0.19's kernel alone.
+//! `bench_train peak [SIZE]` times the kernel alone on a SIZE^3 product (default
+//! 2048): the machine's peak that the MFU figures of `bench/train/run.sh` divide by.
 
 use std::time::Instant;
 
@@ -21,6 +27,7 @@ enum Opt {
 use scalepipe::train::batches::{Batch, Inputs, Targets};
 use scalepipe::train::flops::step_flops;
 use scalepipe::train::layers::Activation;
+use scalepipe::train::matmul::{gemm, MatMulOps, MatView, Parallelism};
 use scalepipe::train::mlp::MlpSpec;
 use scalepipe::train::model::{Arch, LossKind, Model, ModelSpec};
 use scalepipe::train::params::Params;
@@ -42,6 +49,22 @@ fn main() {
     let tensor_op_adamw = args.iter().any(|a| a == "--tensor-op-adamw");
     args.retain(|a| a != "--no-cache" && a != "--tensor-op-adamw");
     let num = |i: usize| -> usize { args[i].parse().expect("a number") };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    if let Some(dims) = match args[0].as_str() {
+        "gemm" => Some((num(1), num(2), num(3))),
+        "peak" => {
+            let size = if args.len() > 1 { num(1) } else { 2048 };
+            Some((size, size, size))
+        }
+        _ => None,
+    } {
+        let full = args[0] == "gemm";
+        pool.install(|| products(dims, full, threads));
+        return;
+    }
     let (spec, batch_size, seq, steps) = match args[0].as_str() {
         "mlp" => (
             ModelSpec {
@@ -77,10 +100,6 @@ fn main() {
         ),
         other => panic!("unknown model {other}"),
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap();
     pool.install(|| {
         bench(
             &spec,
@@ -184,6 +203,76 @@ fn bench(
         t_bwd / steps as f64 * 1e3,
         t_opt / steps as f64 * 1e3,
     );
+}
+
+/// Times an `(m, k) x (k, n)` product: gemm 0.19's kernel alone, and with
+/// `full` also dfdx's matmul (gemm 0.15) and the tape op training calls. One
+/// JSON line each, with the fastest run (see [`fastest`]).
+fn products((m, k, n): (usize, usize, usize), full: bool, threads: usize) {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut random =
+        |len: usize| -> Vec<f32> { (0..len).map(|_| rng.gen_range(-1.0..1.0)).collect() };
+    let (a, b) = (random(m * k), random(k * n));
+    let model = if full { "gemm" } else { "peak" };
+    let avx512 = cpu_has_avx512();
+    let print = |imp: &str, secs: f64| {
+        println!(
+            "{{\"framework\":\"dfdx\",\"model\":\"{model}\",\"impl\":\"{imp}\",\"size\":\"{m}x{k}x{n}\",\"threads\":{threads},\"cpu_avx512\":{avx512},\"ms\":{:.4},\"gflops\":{:.2}}}",
+            secs * 1e3,
+            2.0 * (m * k * n) as f64 / secs / 1e9,
+        )
+    };
+    let mut out = vec![0.0f32; m * n];
+    let (av, bv, ov) = (
+        MatView::row_major(m, k),
+        MatView::row_major(k, n),
+        MatView::row_major(m, n),
+    );
+    let par = Parallelism::Rayon(threads);
+    print(
+        "gemm 0.19 kernel",
+        fastest(|| gemm(&mut out, ov, &a, av, &b, bv, false, par)),
+    );
+    if full {
+        let dev = Cpu::seed_from_u64(0);
+        let at = dev.tensor_from_vec(a.clone(), (m, k));
+        let bt = dev.tensor_from_vec(b.clone(), (k, n));
+        print(
+            "gemm 0.15 (dfdx matmul)",
+            fastest(|| drop(at.clone().matmul(bt.clone()))),
+        );
+        print(
+            "gemm 0.19 (MatMulOps op)",
+            fastest(|| drop(Cpu::gemm_nn(at.clone(), bt.clone()))),
+        );
+    }
+}
+
+/// The fastest of at least 3 runs and 0.5 s of runs, after one warm-up run: on a
+/// shared machine the minimum is the run least disturbed by other load.
+fn fastest(mut f: impl FnMut()) -> f64 {
+    f();
+    let start = Instant::now();
+    let (mut best, mut runs) = (f64::INFINITY, 0);
+    while runs < 3 || start.elapsed().as_secs_f64() < 0.5 {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed().as_secs_f64());
+        runs += 1;
+    }
+    best
+}
+
+/// Whether the CPU has AVX-512 (gemm 0.19 then runs its AVX-512 kernels).
+fn cpu_has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 fn size_label(spec: &ModelSpec) -> String {

@@ -4,6 +4,7 @@ printing one JSON line per run in the same format.
 
 usage: torch_ref.py mlp WIDTH BATCH STEPS --threads N
        torch_ref.py transformer D_MODEL LAYERS HEADS CONTEXT BATCH STEPS --threads N
+       torch_ref.py peak [SIZE] --threads N   (a SIZE^3 torch.mm, default 2048)
 """
 
 import json
@@ -76,6 +77,26 @@ def exact_flops(model_kind, args, rows, seq):
     return 6 * (layers * per_layer + n * d * VOCAB)
 
 
+def peak(size, threads):
+    """The fastest SIZE^3 f32 torch.mm of at least 3 runs and 0.5 s, after a warm-up."""
+    a = torch.rand(size, size) * 2 - 1
+    b = torch.rand(size, size) * 2 - 1
+    c = torch.empty(size, size)
+    torch.mm(a, b, out=c)
+    best, runs, start = math.inf, 0, time.perf_counter()
+    while runs < 3 or time.perf_counter() - start < 0.5:
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=c)
+        best = min(best, time.perf_counter() - t0)
+        runs += 1
+    print(json.dumps({
+        "framework": "torch", "model": "peak", "impl": "torch.mm",
+        "size": f"{size}x{size}x{size}", "threads": threads,
+        "ms": round(best * 1e3, 4), "gflops": round(2 * size**3 / best / 1e9, 2),
+        "torch": torch.__version__,
+    }))
+
+
 def main():
     argv = sys.argv[1:]
     threads = 1
@@ -87,6 +108,9 @@ def main():
     torch.manual_seed(0)
     kind = argv[0]
     nums = [int(a) for a in argv[1:]]
+    if kind == "peak":
+        peak(nums[0] if nums else 2048, threads)
+        return
     if kind == "mlp":
         width, rows, steps = nums
         seq = 1

@@ -29,8 +29,9 @@ pub const KIND: Kind = Kind {
     // 2: receives the train instance's dataset as an input.
     // 3: `max_tokens` defaults to DEFAULT_MAX_TOKENS (was the whole split).
     // 4: transformer attention uses the fused causal softmax on the CPU.
-    // 5: layer norm, bias + activation and the cross-entropy are fused ops on
-    //    the CPU (same functions, different rounding).
+    // 5: on the CPU, layer norm, bias + activation and the cross-entropy are
+    //    fused ops and matrix products go through gemm 0.19 (same functions,
+    //    different rounding).
     version: 5,
     takes_seed: false,
     maps_inputs: true,

@@ -34,8 +34,9 @@ pub const KIND: Kind = Kind {
     // (`eval_every` adds columns to loss_curve.csv only when set.)
     // 4: transformer attention uses the fused causal softmax on the CPU (same
     //    function, different rounding).
-    // 5: layer norm, bias + activation and the cross-entropy are fused ops on
-    //    the CPU (same functions, different rounding).
+    // 5: on the CPU, layer norm, bias + activation and the cross-entropy are
+    //    fused ops and matrix products go through gemm 0.19 (AVX-512 where the
+    //    CPU has it): same functions, different rounding.
     version: 5,
     takes_seed: true,
     maps_inputs: true,

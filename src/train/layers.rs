@@ -33,7 +33,7 @@ impl Linear {
         x: Act<D, T>,
         act: Option<Activation>,
     ) -> Act<D, T> {
-        let y = x.matmul(p.matrix::<NoneTape>(self.weight));
+        let y = D::gemm_nn(x, p.matrix::<NoneTape>(self.weight));
         match (self.bias, act) {
             (Some(b), _) => D::bias_act(y, &p.vector::<NoneTape>(b), act),
             (None, Some(act)) => act.apply(y),

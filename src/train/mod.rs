@@ -10,7 +10,8 @@
 //! Layout: [`params`] (named tensors, exact counts), [`layers`] (linear, layer norm,
 //! losses), the three families [`mlp`], [`transformer`], [`text_classifier`] joined
 //! by [`model`], [`family`] (a pipeline's model request meets a dataset),
-//! [`adamw`], [`fused`] (fused CPU kernels), [`schedule`], [`flops`], [`batches`] (data order), [`device`] (the
+//! [`adamw`], [`fused`] (fused CPU kernels), [`matmul`] (matrix products on the
+//! CPU through gemm 0.19), [`schedule`], [`flops`], [`batches`] (data order), [`device`] (the
 //! dfdx device and thread pool), and [`trainer`], which reads top to bottom like
 //! nanoGPT's `train.py`. [`evaluate`] computes held-out loss for the `eval` stage.
 //!
@@ -29,6 +30,7 @@ pub mod family;
 pub mod flops;
 pub mod fused;
 pub mod layers;
+pub mod matmul;
 pub mod metrics;
 pub mod mlp;
 pub mod model;
@@ -46,10 +48,11 @@ pub use params::{ParamId, Params, Role};
 /// `Cache` lets the trainer turn on dfdx's allocation cache, which reuses buffers
 /// between steps instead of returning them to the allocator; [`adamw::GradOps`]
 /// gives clipping access to gradient buffers; [`fused::FusedOps`] runs fused
-/// kernels where a device has them.
-pub trait Backend: adamw::GradOps + fused::FusedOps {}
+/// kernels where a device has them; [`matmul::MatMulOps`] multiplies with gemm
+/// 0.19's AVX-512 kernels on the CPU.
+pub trait Backend: adamw::GradOps + fused::FusedOps + matmul::MatMulOps {}
 
-impl<D: adamw::GradOps + fused::FusedOps> Backend for D {}
+impl<D: adamw::GradOps + fused::FusedOps + matmul::MatMulOps> Backend for D {}
 
 /// Why training or evaluation could not proceed (a diverging loss is not an error:
 /// it is a result, see [`trainer::Status`]).

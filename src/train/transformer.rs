@@ -8,6 +8,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::layers::{Act, Activation, LayerNorm, Linear};
+use super::matmul::HeadLayout;
 use super::params::{Init, ParamId, Params, Role};
 use super::Backend;
 
@@ -178,30 +179,21 @@ impl Transformer {
         let mut x: Act<D, T> = (tok + pos).reshape_like(&(n, d));
 
         let scale = 1.0 / (dh as f32).sqrt();
+        // Heads are read in place from the (tokens, d_model) projections.
+        let heads = HeadLayout {
+            batch: b,
+            seq: t,
+            heads: h,
+        };
 
         for blk in &self.blocks {
             let a = blk.ln1.forward(p, x.retaped::<T>());
-            let q = blk
-                .q
-                .forward(p, a.retaped::<T>())
-                .reshape_like(&(b, t, h, dh))
-                .permute::<(usize, usize, usize, usize), Axes4<0, 2, 1, 3>>();
-            let k = blk
-                .k
-                .forward(p, a.retaped::<T>())
-                .reshape_like(&(b, t, h, dh))
-                .permute::<(usize, usize, usize, usize), Axes4<0, 2, 3, 1>>();
-            let v = blk
-                .v
-                .forward(p, a)
-                .reshape_like(&(b, t, h, dh))
-                .permute::<(usize, usize, usize, usize), Axes4<0, 2, 1, 3>>();
+            let q = blk.q.forward(p, a.retaped::<T>());
+            let k = blk.k.forward(p, a.retaped::<T>());
+            let v = blk.v.forward(p, a);
             // Scaled, causally masked softmax: one fused op on the CPU.
-            let att = D::causal_softmax(q.matmul(k), scale);
-            let y = att
-                .matmul(v)
-                .permute::<(usize, usize, usize, usize), Axes4<0, 2, 1, 3>>()
-                .reshape_like(&(n, d));
+            let att = D::causal_softmax(D::attention_scores(q, k, heads), scale);
+            let y = D::attention_mix(att, v, heads);
             x = x + blk.out.forward(p, y);
 
             let m = blk.ln2.forward(p, x.retaped::<T>());
@@ -211,11 +203,8 @@ impl Transformer {
 
         let x = self.ln_f.forward(p, x);
         match self.head {
-            Some(head) => x.matmul(p.matrix::<NoneTape>(head)),
-            None => x.matmul(
-                p.matrix::<NoneTape>(self.wte)
-                    .permute::<(usize, usize), Axes2<1, 0>>(),
-            ),
+            Some(head) => D::gemm_nn(x, p.matrix::<NoneTape>(head)),
+            None => D::gemm_nt(x, p.matrix::<NoneTape>(self.wte)),
         }
     }
 

@@ -16,6 +16,7 @@ mod formats;
 mod fused;
 mod harness;
 mod malformed;
+mod matmul;
 mod report;
 mod seeds;
 mod slurm;
