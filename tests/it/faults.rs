@@ -453,20 +453,6 @@ fn a_timeout_ends_a_long_fit_and_fails_it() {
     assert!(ws.entries().is_empty(), "a timed-out fit was committed");
 }
 
-/// The fingerprint of instance `id` of `file`, from `plan --json`.
-fn fingerprint_of(ws: &Workspace, file: &str, id: &str) -> String {
-    let plan = ws.run(&["plan", file, "--json"]).success().json();
-    plan["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == id)
-        .unwrap_or_else(|| panic!("no instance {id} in {plan}"))["fingerprint"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 /// Sets a file's modification time `ago` in the past.
 fn age_file(path: &Path, ago: Duration) {
     std::fs::File::options()
@@ -484,7 +470,7 @@ fn a_claim_from_another_host_is_waited_for_until_its_heartbeat_is_a_minute_old()
         "p.toml",
         "[pipeline]\nname = \"h\"\n[stages.s]\nkind = \"command\"\ncmd = \"echo done > out.txt\"\n",
     );
-    let fp = fingerprint_of(&ws, "p.toml", "s");
+    let fp = ws.fingerprint("p.toml", "s");
     // A Slurm worker on another node holds the fingerprint, heartbeat fresh.
     let claim = ws.write(
         &format!(".scalepipe/claims/{fp}"),
@@ -513,7 +499,7 @@ fn a_running_stage_keeps_its_claims_heartbeat() {
         "p.toml",
         "[pipeline]\nname = \"b\"\n[stages.s]\nkind = \"command\"\ncmd = \"sleep 7; echo done > out.txt\"\n",
     );
-    let fp = fingerprint_of(&ws, "p.toml", "s");
+    let fp = ws.fingerprint("p.toml", "s");
     let claim = ws.join(&format!(".scalepipe/claims/{fp}"));
     let child = ws.spawn(&["run", "p.toml"]);
     wait_until("the claim", Duration::from_secs(30), || claim.is_file());
@@ -553,7 +539,7 @@ fn a_reused_pid_is_neither_a_live_holder_nor_a_group_to_end() {
         "p.toml",
         "[pipeline]\nname = \"r\"\n[stages.s]\nkind = \"command\"\ncmd = \"echo done > out.txt\"\n",
     );
-    let fp = fingerprint_of(&ws, "p.toml", "s");
+    let fp = ws.fingerprint("p.toml", "s");
     let host = process::hostname();
     // A process that now has the pid a dead holder and its group had.
     let mut stranger = Command::new("sleep")
@@ -590,7 +576,7 @@ fn a_reused_pid_is_neither_a_live_holder_nor_a_group_to_end() {
         "p.toml",
         "[pipeline]\nname = \"r\"\n[stages.s]\nkind = \"command\"\ncmd = \"echo again > out.txt\"\n",
     );
-    let fp = fingerprint_of(&ws, "p.toml", "s");
+    let fp = ws.fingerprint("p.toml", "s");
     let mut gone = Command::new("true").spawn().unwrap();
     let dead = gone.id();
     gone.wait().unwrap();

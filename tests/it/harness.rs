@@ -46,6 +46,20 @@ pub fn ids(json: &serde_json::Value, key: &str) -> Vec<String> {
 }
 
 impl Workspace {
+    /// The fingerprint of instance `id` of pipeline `file`, from `plan --json`.
+    pub fn fingerprint(&self, file: &str, id: &str) -> String {
+        let plan = self.run(&["plan", file, "--json"]).success().json();
+        plan["stages"]
+            .as_array()
+            .expect("plan --json lists stages")
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("no instance {id} in {plan}"))["fingerprint"]
+            .as_str()
+            .expect("a fingerprint string")
+            .to_string()
+    }
+
     pub fn new() -> Workspace {
         Workspace {
             dir: tempfile::tempdir().expect("temp dir"),

@@ -33,20 +33,6 @@ cmd = "{FIRST_INPUT}; cat $IN/value.txt > copy.txt{use_cmd_tail}"
     )
 }
 
-/// Fingerprint of an instance, from `plan --json`.
-fn fingerprint(ws: &Workspace, file: &str, id: &str) -> String {
-    let plan = ws.run(&["plan", file, "--json"]).success().json();
-    plan["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == id)
-        .unwrap_or_else(|| panic!("no {id} in {plan}"))["fingerprint"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 fn run_json(ws: &Workspace, file: &str) -> serde_json::Value {
     ws.run(&["run", file, "--json"]).success().json()
 }
@@ -64,7 +50,7 @@ fn verify_finds_a_truncated_entry_and_repair_quarantines_it_for_recomputation() 
     let ws = Workspace::new();
     ws.write("p.toml", &chain(""));
     run_json(&ws, "p.toml");
-    let gen = fingerprint(&ws, "p.toml", "gen");
+    let gen = ws.fingerprint("p.toml", "gen");
     let clean = ws.run(&["verify"]).success();
     assert!(
         clean.stdout.contains("verified 2 entries: 0 bad"),
@@ -105,7 +91,7 @@ fn verify_finds_a_truncated_entry_and_repair_quarantines_it_for_recomputation() 
 fn a_directory_without_a_manifest_is_never_a_cache_hit() {
     let ws = Workspace::new();
     ws.write("p.toml", &chain(""));
-    let gen = fingerprint(&ws, "p.toml", "gen");
+    let gen = ws.fingerprint("p.toml", "gen");
     // An empty directory squatting on the entry's name before the first run.
     std::fs::create_dir_all(ws.join(&format!(".scalepipe/cache/{gen}"))).unwrap();
     let plan = ws.run(&["plan", "p.toml", "--json"]).success().json();
@@ -129,7 +115,7 @@ fn a_truncated_input_entry_is_quarantined_recomputed_and_named_in_a_warning() {
     let ws = Workspace::new();
     ws.write("p.toml", &chain(""));
     run_json(&ws, "p.toml");
-    let gen = fingerprint(&ws, "p.toml", "gen");
+    let gen = ws.fingerprint("p.toml", "gen");
     std::fs::write(
         ws.join(&format!(".scalepipe/cache/{gen}/out/value.txt")),
         "",
@@ -170,7 +156,7 @@ fn run_verify_rehashes_and_catches_same_size_corruption_with_the_old_mtime() {
     let ws = Workspace::new();
     ws.write("p.toml", &chain(""));
     run_json(&ws, "p.toml");
-    let gen = fingerprint(&ws, "p.toml", "gen");
+    let gen = ws.fingerprint("p.toml", "gen");
     let file = ws.join(&format!(".scalepipe/cache/{gen}/out/value.txt"));
     let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
     std::fs::write(&file, "HELLO WORLD").unwrap();
@@ -195,7 +181,7 @@ fn editing_a_published_result_never_changes_the_cached_entry() {
     let ws = Workspace::new();
     ws.write("p.toml", &chain(""));
     run_json(&ws, "p.toml");
-    let gen = fingerprint(&ws, "p.toml", "gen");
+    let gen = ws.fingerprint("p.toml", "gen");
     // These tests run as root, to whom permissions are no obstacle: the copy
     // itself is what protects the entry.
     let result = ws.join("results/chain/gen/value.txt");
@@ -459,7 +445,7 @@ fn a_failed_attempt_keeps_its_logs_but_not_its_partial_outputs() {
     );
     let out = ws.run(&["run", "p.toml", "--json"]);
     assert_eq!(out.code, 1, "{out:?}");
-    let fp = fingerprint(&ws, "p.toml", "big");
+    let fp = ws.fingerprint("p.toml", "big");
     let failed = ws.join(&format!(".scalepipe/failed/{fp}"));
     assert!(ws
         .read(&format!(".scalepipe/failed/{fp}/log.txt"))
@@ -495,7 +481,7 @@ fn a_same_size_rewrite_with_the_old_mtime_is_caught_at_run_start_without_verify(
     let ws = Workspace::new();
     ws.write("p.toml", &chain(""));
     run_json(&ws, "p.toml");
-    let gen = fingerprint(&ws, "p.toml", "gen");
+    let gen = ws.fingerprint("p.toml", "gen");
     let file = ws.join(&format!(".scalepipe/cache/{gen}/out/value.txt"));
     let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
     std::fs::write(&file, "HELLO WORLD").unwrap();
