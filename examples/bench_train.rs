@@ -45,9 +45,11 @@ fn main() {
         threads = args[i + 1].parse().expect("--threads N");
         args.drain(i..i + 2);
     }
-    let cache = !args.iter().any(|a| a == "--no-cache");
+    // dfdx's allocation cache: off on the CPU, as in training (`--cache` turns
+    // it on; `FusedOps::ALLOCATION_CACHE` says why it is off).
+    let cache = args.iter().any(|a| a == "--cache");
     let tensor_op_adamw = args.iter().any(|a| a == "--tensor-op-adamw");
-    args.retain(|a| a != "--no-cache" && a != "--tensor-op-adamw");
+    args.retain(|a| a != "--cache" && a != "--no-cache" && a != "--tensor-op-adamw");
     let num = |i: usize| -> usize { args[i].parse().expect("a number") };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)

@@ -56,9 +56,8 @@ fn main() {
 
 fn run(op: &str, fused: bool, none: bool, reps: usize) {
     let usage = "fused_ops OP IMPL [REPS]: unknown OP";
-    // As in training: dfdx's allocation cache on.
+    // As in training on the CPU: dfdx's allocation cache off.
     let dev = Cpu::seed_from_u64(0);
-    dev.enable_cache();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let mut random =
         |n: usize| -> Vec<f32> { (0..n).map(|_| rng.gen_range(-1.0f32..1.0)).collect() };

@@ -43,7 +43,9 @@ pub struct Evaluating<'a> {
 impl DeviceJob for Evaluating<'_> {
     type Output = Evaluation;
     fn run<D: Backend>(self, dev: D) -> Result<Evaluation, TrainError> {
-        dev.enable_cache();
+        if D::ALLOCATION_CACHE {
+            dev.enable_cache();
+        }
         let (_, model, params) = checkpoint::load(self.model_dir, dev)?;
         evaluate_until(
             &model,

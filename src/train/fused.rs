@@ -52,6 +52,15 @@ const TASK_ELEMS: usize = 16 * 1024;
 
 /// Ops with a fused kernel on some devices and the composed dfdx ops elsewhere.
 pub trait FusedOps: dfdx::tensor_ops::Device<f32> {
+    /// Whether training and evaluation turn on dfdx's allocation cache on this
+    /// device. CUDA: yes (it spares a device allocation per op). CPU: no. The
+    /// CPU ops here hand their output `Vec` to the tensor (`tensor_from_vec`,
+    /// no copy); with the cache on, such a buffer would join the cache when its
+    /// tensor drops and never be freed, growing memory by every op output of
+    /// every step, and glibc reuses freed blocks as well as the cache does
+    /// (bench/train/RESULTS.md, item 1).
+    const ALLOCATION_CACHE: bool = true;
+
     /// `softmax(scale * scores + mask)` over the key axis, where the mask hides
     /// key `j > i` from query `i` (each position sees itself and the past).
     /// `scores` must be in standard row-major layout, as a `matmul` output is.
@@ -149,6 +158,8 @@ pub fn cross_entropy_composed<D: dfdx::tensor_ops::Device<f32>, T: Tape<f32, D>>
 }
 
 impl FusedOps for Cpu {
+    const ALLOCATION_CACHE: bool = false;
+
     fn causal_softmax<T: Tape<f32, Self>>(
         scores: Tensor<Heads, f32, Self, T>,
         scale: f32,
@@ -227,7 +238,7 @@ impl FusedOps for Cpu {
                     *st = layer_norm_row(xr, &g, &s, eps, yr);
                 }
             });
-        let out = upload(x.device(), &y, shape);
+        let out = x.device().tensor_from_vec(y, shape);
         let (inp, res, gain, shift) = (x.ghost(), out.ghost(), gain.ghost(), shift.ghost());
         tape.add_backward_op(move |grads| {
             let gy = std::mem::take(&mut **grads.get_or_alloc_mut(&res)?);
@@ -293,7 +304,7 @@ impl FusedOps for Cpu {
         let (out, saved) = match act {
             None => {
                 map_rows(&mut xs, None, &b, rows, |u| u);
-                (upload(x.device(), &xs, shape), Vec::new())
+                (x.device().tensor_from_vec(xs, shape), Vec::new())
             }
             Some(act) => {
                 let mut y = vec![0.0f32; n * f];
@@ -302,7 +313,7 @@ impl FusedOps for Cpu {
                     Activation::Gelu => map_rows(&mut y, Some(&xs), &b, rows, gelu),
                     Activation::Tanh => map_rows(&mut y, Some(&xs), &b, rows, f32::tanh),
                 }
-                (upload(x.device(), &y, shape), xs)
+                (x.device().tensor_from_vec(y, shape), xs)
             }
         };
         let (inp, res, bias) = (x.ghost(), out.ghost(), bias.ghost());
@@ -394,12 +405,9 @@ impl FusedOps for Cpu {
 #[cfg(feature = "cuda")]
 impl FusedOps for dfdx::tensor::Cuda {}
 
-/// A new tensor holding `values`, in a buffer taken from dfdx's allocation
-/// cache. `tensor_from_vec` would hand the `Vec` itself to the tensor: with the
-/// cache on (training and evaluation turn it on), that buffer joins the cache
-/// when the tensor is dropped and is never freed, so a tensor made that way in
-/// every step grows the cache by its size every step (a 4 MB/step leak of the
-/// d128 benchmark transformer before the fused ops used this).
+/// A new tensor holding a copy of `values`, on any device. It fills a buffer
+/// the device allocates (from its cache where that is on) rather than adopting
+/// a `Vec`, so it never grows an allocation cache.
 pub fn upload<D, S>(dev: &D, values: &[f32], shape: S) -> Tensor<S, f32, D>
 where
     D: dfdx::tensor_ops::Device<f32>,

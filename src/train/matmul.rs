@@ -9,9 +9,9 @@
 //!
 //! [`MatMulOps`] records the products on dfdx's tape the way [`super::fused`]
 //! does (dfdx's kernel traits are crate-private): inputs read with `copy_into`,
-//! the output made with [`super::fused::upload`] (from dfdx's allocation cache,
-//! which `tensor_from_vec` would grow by a buffer per call), a backward closure
-//! that accumulates into the inputs' gradient buffers. Its default methods are dfdx's own ops,
+//! the output built with `tensor_from_vec` (the CPU runs without dfdx's
+//! allocation cache, see `FusedOps::ALLOCATION_CACHE`), a backward closure that
+//! accumulates into the inputs' gradient buffers. Its default methods are dfdx's own ops,
 //! which CUDA keeps; `Cpu` overrides them.
 //!
 //! Determinism: results must not depend on the thread count. gemm splits a
@@ -24,7 +24,7 @@ use dfdx::prelude::*;
 pub use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::fused::{upload, Heads};
+use super::fused::Heads;
 
 /// A 2-D tensor: `(rows, cols)`.
 pub type Mat<D, T> = Tensor<(usize, usize), f32, D, T>;
@@ -181,7 +181,7 @@ impl MatMulOps for Cpu {
                 gemm(sj, square, &q[c..], head, &k[c..], head.t(), false, SEQ);
             }
         });
-        let out = upload(q.device(), &s, layout.scores());
+        let out = q.device().tensor_from_vec(s, layout.scores());
         let (qg, kg, og) = (q.ghost(), k.ghost(), out.ghost());
         tape.add_backward_op(move |grads| {
             let gs = grads.get_or_alloc_mut(&og)?.clone();
@@ -238,7 +238,7 @@ impl MatMulOps for Cpu {
                 gemm(&mut y[c..], head, aj, square, &v[c..], head, false, SEQ);
             }
         });
-        let out = upload(v.device(), &y, shape);
+        let out = v.device().tensor_from_vec(y, shape);
         let (ag, vg, og) = (att.ghost(), v.ghost(), out.ghost());
         tape.add_backward_op(move |grads| {
             let gy = grads.get_or_alloc_mut(&og)?.clone();
@@ -302,7 +302,7 @@ fn product<L: Tape<f32, Cpu> + Merge<R>, R: Tape<f32, Cpu>>(
     let (av, yv) = (MatView::row_major(m, k), MatView::row_major(m, n));
     let mut y = vec![0.0f32; m * n];
     gemm(&mut y, yv, &ad, av, &bd, bv, false, all_threads());
-    let out = upload(a.device(), &y, (m, n));
+    let out = a.device().tensor_from_vec(y, (m, n));
     let (ag, bg, og) = (a.ghost(), b.ghost(), out.ghost());
     // Without a tape this closure is dropped at once: the inputs' copies it owns
     // are freed, nothing else is kept.

@@ -222,7 +222,9 @@ pub fn train_resuming<D: Backend>(
 
     // Model and optimiser: parameters drawn on the host from the seed, then
     // moved to `dev`; or both, and the data position, from a checkpoint.
-    dev.enable_cache();
+    if D::ALLOCATION_CACHE {
+        dev.enable_cache();
+    }
     let (mut sampler, model, mut params, mut opt, start, mut curve, mut evals, mut d) =
         match &resume {
             None => {

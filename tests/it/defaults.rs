@@ -616,7 +616,9 @@ inputs = ["train"]
 max_tokens = 640
 "#,
     );
-    let out = ws.run(&["run", "p.toml"]).success();
+    // One stage at a time: the capped eval's own time must not include a
+    // neighbour competing for the same cores.
+    let out = ws.run(&["run", "p.toml", "--jobs", "1"]).success();
     assert!(
         out.stderr.contains("warning eval: evaluation took"),
         "{}",
