@@ -184,7 +184,9 @@ impl MatMulOps for Cpu {
         let out = q.device().tensor_from_vec(s, layout.scores());
         let (qg, kg, og) = (q.ghost(), k.ghost(), out.ghost());
         tape.add_backward_op(move |grads| {
-            let gs = grads.get_or_alloc_mut(&og)?.clone();
+            // The output's gradient is moved out while the inputs' are written,
+            // then put back (no copy).
+            let gs = std::mem::take(&mut **grads.get_or_alloc_mut(&og)?);
             // dq_h += ds k_h; dk_h += ds^T q_h.
             let gq = grads.get_or_alloc_mut(&qg)?;
             per_sequence((&mut gq[..], td), (&gs, htt), (&kd, td), |gq, gs, k| {
@@ -209,6 +211,7 @@ impl MatMulOps for Cpu {
                     );
                 }
             });
+            **grads.get_or_alloc_mut(&og)? = gs;
             Ok(())
         });
         out.put_tape(tape)
@@ -241,7 +244,9 @@ impl MatMulOps for Cpu {
         let out = v.device().tensor_from_vec(y, shape);
         let (ag, vg, og) = (att.ghost(), v.ghost(), out.ghost());
         tape.add_backward_op(move |grads| {
-            let gy = grads.get_or_alloc_mut(&og)?.clone();
+            // The output's gradient is moved out while the inputs' are written,
+            // then put back (no copy).
+            let gy = std::mem::take(&mut **grads.get_or_alloc_mut(&og)?);
             // datt_h += dy_h v_h^T; dv_h += att_h^T dy_h.
             let ga = grads.get_or_alloc_mut(&ag)?;
             per_sequence((&mut ga[..], htt), (&gy, td), (&vd, td), |ga, gy, v| {
@@ -266,6 +271,7 @@ impl MatMulOps for Cpu {
                     );
                 }
             });
+            **grads.get_or_alloc_mut(&og)? = gy;
             Ok(())
         });
         out.put_tape(tape)
@@ -307,7 +313,9 @@ fn product<L: Tape<f32, Cpu> + Merge<R>, R: Tape<f32, Cpu>>(
     // Without a tape this closure is dropped at once: the inputs' copies it owns
     // are freed, nothing else is kept.
     tape.add_backward_op(move |grads| {
-        let gy = grads.get_or_alloc_mut(&og)?.clone();
+        // The output's gradient is moved out while the inputs' are written,
+        // then put back (no copy).
+        let gy = std::mem::take(&mut **grads.get_or_alloc_mut(&og)?);
         let par = all_threads();
         // da += dy b^T.
         let ga = grads.get_or_alloc_mut(&ag)?;
@@ -337,6 +345,7 @@ fn product<L: Tape<f32, Cpu> + Merge<R>, R: Tape<f32, Cpu>>(
                 par,
             );
         }
+        **grads.get_or_alloc_mut(&og)? = gy;
         Ok(())
     });
     out.put_tape(tape)
