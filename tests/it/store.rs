@@ -156,16 +156,7 @@ fn run_verify_rehashes_and_catches_same_size_corruption_with_the_old_mtime() {
     let ws = Workspace::new();
     ws.write("p.toml", &chain(""));
     run_json(&ws, "p.toml");
-    let gen = ws.fingerprint("p.toml", "gen");
-    let file = ws.join(&format!(".scalepipe/cache/{gen}/out/value.txt"));
-    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
-    std::fs::write(&file, "HELLO WORLD").unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&file)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
+    rewrite_keeping_size_and_mtime(&ws);
 
     ws.write("p.toml", &chain("; echo 2 >> copy.txt"));
     let out = ws
@@ -481,16 +472,7 @@ fn a_same_size_rewrite_with_the_old_mtime_is_caught_at_run_start_without_verify(
     let ws = Workspace::new();
     ws.write("p.toml", &chain(""));
     run_json(&ws, "p.toml");
-    let gen = ws.fingerprint("p.toml", "gen");
-    let file = ws.join(&format!(".scalepipe/cache/{gen}/out/value.txt"));
-    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
-    std::fs::write(&file, "HELLO WORLD").unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&file)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
+    rewrite_keeping_size_and_mtime(&ws);
     ws.write("p.toml", &chain("; echo 2 >> copy.txt"));
     let out = run_json(&ws, "p.toml");
     assert_eq!(ids(&out, "executed"), vec!["gen", "use"], "{out}");
@@ -556,4 +538,20 @@ fn a_stage_that_replaces_its_directories_with_links_fails_and_nothing_outside_is
         ws.run(&["run", "p.toml"]).success();
         assert_eq!(ws.read("outside/out/precious.txt"), "precious\n", "{what}");
     }
+}
+
+/// Rewrites `gen`'s cached `value.txt` with different bytes of the same size
+/// and sets its old modification time back: what the quick check of size and
+/// mtime alone cannot see.
+fn rewrite_keeping_size_and_mtime(ws: &Workspace) {
+    let gen = ws.fingerprint("p.toml", "gen");
+    let file = ws.join(&format!(".scalepipe/cache/{gen}/out/value.txt"));
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    std::fs::write(&file, "HELLO WORLD").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
 }
